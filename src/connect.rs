@@ -1,0 +1,363 @@
+//! Connection drivers: pump IronRDP's `ClientConnector` over a [`Framed`] stream, from the
+//! X.224 negotiation to the end of the connection sequence, CredSSP/NLA included.
+//!
+//! The phases must run in order: negotiate ([`connect_begin`]), upgrade the transport to TLS,
+//! record it ([`mark_as_upgraded`]), then finish ([`connect_finalize`]). Each phase hands out a
+//! token ([`ShouldUpgrade`], [`Upgraded`]) that only the previous phase can make, so a call out of
+//! order does not compile. Where the connector's own state could still disagree (a token applied
+//! to another connector), the drivers return [`ErrorKind::InvalidState`] instead of letting the
+//! connector's assertions panic.
+
+use std::future::Future;
+
+use ironrdp_connector::credssp::{CredsspSequence, KerberosConfig};
+use ironrdp_connector::sspi::credssp::{ClientState, TsRequest};
+use ironrdp_connector::sspi::generator::{GeneratorState, NetworkRequest};
+use ironrdp_connector::{
+    ClientConnector, ClientConnectorState, ConnectionOutcome, ConnectorError, ConnectorErrorKind, Sequence, ServerName,
+};
+use ironrdp_core::WriteBuf;
+
+use crate::framed::Framed;
+use crate::stream::{FramedRead, FramedWrite};
+use crate::{Error, ErrorKind, Result};
+
+/// Proof that negotiation ended and the transport must now be upgraded to TLS.
+///
+/// Only [`connect_begin`] and [`skip_connect_begin`] make one; [`mark_as_upgraded`] takes it.
+#[derive(Debug)]
+#[must_use = "the transport must be upgraded and the token passed to mark_as_upgraded"]
+pub struct ShouldUpgrade {
+    _private: (),
+}
+
+/// Proof that the transport was upgraded; [`connect_finalize`] takes it.
+#[derive(Debug)]
+#[must_use = "pass the token to connect_finalize"]
+pub struct Upgraded {
+    _private: (),
+}
+
+/// Carries the network requests CredSSP makes (to a Kerberos KDC or KDC proxy).
+///
+/// The future need not be `Send`: the driver awaits it on the calling task.
+pub trait NetworkClient {
+    /// Sends `request` and returns the reply, in the form sspi expects (see
+    /// [`kdc`](crate::kdc) for the framing of each protocol when the `kerberos` feature is on).
+    fn send(&mut self, request: &NetworkRequest) -> impl Future<Output = Result<Vec<u8>>>;
+}
+
+/// A [`NetworkClient`] for NTLM-only connections: every request fails.
+///
+/// NTLM never asks for the network, so this is all the default build needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoNetworkClient;
+
+impl NetworkClient for NoNetworkClient {
+    async fn send(&mut self, request: &NetworkRequest) -> Result<Vec<u8>> {
+        Err(
+            Error::new(ErrorKind::Kdc, "credssp network request").with_detail(format!(
+                "no network client to reach {} (build with the `kerberos` feature for Kerberos)",
+                request.url
+            )),
+        )
+    }
+}
+
+/// Runs the X.224 negotiation until the connector asks for the TLS upgrade.
+///
+/// ```no_run
+/// # async_std::task::block_on(async {
+/// # fn config() -> async_rdp::ironrdp_connector::Config { unimplemented!() }
+/// use async_rdp::{connect_begin, LocalFramed};
+/// use async_rdp::ironrdp_connector::ClientConnector;
+///
+/// let tcp = async_std::net::TcpStream::connect("127.0.0.1:3389").await?;
+/// let mut connector = ClientConnector::new(config(), tcp.local_addr()?);
+/// let mut framed = LocalFramed::new(tcp);
+/// let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # });
+/// ```
+///
+/// # Cancel safety
+///
+/// Not cancel safe: the connector may have sent a request whose reply is then never read.
+/// Wrap it in a timeout and drop the connection if it fires.
+pub async fn connect_begin<S>(framed: &mut Framed<S>, connector: &mut ClientConnector) -> Result<ShouldUpgrade>
+where
+    S: FramedRead + FramedWrite,
+{
+    let mut buf = WriteBuf::new();
+    log::debug!("Negotiating security protocol");
+    while matches!(
+        connector.state,
+        ClientConnectorState::ConnectionInitiationSendRequest
+            | ClientConnectorState::ConnectionInitiationWaitConfirm { .. }
+    ) {
+        step(framed, connector, &mut buf, "negotiation").await?;
+    }
+    skip_connect_begin(connector)
+}
+
+/// For a connector whose negotiation was done elsewhere: checks that it now expects the TLS
+/// upgrade and returns the token, or [`ErrorKind::InvalidState`].
+pub fn skip_connect_begin(connector: &mut ClientConnector) -> Result<ShouldUpgrade> {
+    expect_upgrade_state(connector)?;
+    Ok(ShouldUpgrade { _private: () })
+}
+
+fn expect_upgrade_state(connector: &ClientConnector) -> Result<()> {
+    if connector.should_perform_security_upgrade() {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::InvalidState, "negotiation").with_detail(format!(
+            "connector is in state {} instead of waiting for the TLS upgrade \
+             (standard RDP security is not supported)",
+            ironrdp_connector::State::name(&connector.state)
+        )))
+    }
+}
+
+/// Records that the transport is now TLS.
+pub fn mark_as_upgraded(token: ShouldUpgrade, connector: &mut ClientConnector) -> Result<Upgraded> {
+    let ShouldUpgrade { .. } = token;
+    // The token says this was true when it was made; recheck, since the caller holds the
+    // connector mutably in between and the connector asserts on it.
+    expect_upgrade_state(connector)?;
+    connector.mark_security_upgrade_as_done();
+    log::debug!("Transport upgraded");
+    Ok(Upgraded { _private: () })
+}
+
+/// Finishes the connection sequence on the upgraded stream: CredSSP/NLA if it was negotiated,
+/// then basic settings, channels, licensing and capabilities, until the connector reports an
+/// outcome: [`ConnectionOutcome::Connected`] or [`ConnectionOutcome::Redirected`], which is
+/// handed to the caller to follow (or not).
+///
+/// Multitransport (UDP) requests are declined: this crate carries RDP over TCP only.
+///
+/// `server_name` is the target's name for Kerberos (`TERMSRV/<name>`); `server_public_key` is
+/// the SubjectPublicKey of the certificate that passed verification
+/// ([`tls::UpgradedStream::server_public_key`](crate::tls::UpgradedStream::server_public_key)).
+///
+/// # Cancel safety
+///
+/// Not cancel safe: wrap it in a timeout and drop the connection if it fires.
+pub async fn connect_finalize<S, N>(
+    framed: &mut Framed<S>,
+    mut connector: ClientConnector,
+    token: Upgraded,
+    network_client: &mut N,
+    server_name: ServerName,
+    server_public_key: Vec<u8>,
+    kerberos_config: Option<KerberosConfig>,
+) -> Result<ConnectionOutcome>
+where
+    S: FramedRead + FramedWrite,
+    N: NetworkClient,
+{
+    let Upgraded { .. } = token;
+    if connector.should_perform_credssp() {
+        perform_credssp(
+            framed,
+            &mut connector,
+            network_client,
+            server_name,
+            server_public_key,
+            kerberos_config,
+        )
+        .await?;
+    }
+
+    let mut buf = WriteBuf::new();
+    log::debug!("Finishing the connection sequence");
+    loop {
+        if connector.should_perform_multitransport() {
+            buf.clear();
+            let written = connector
+                .skip_multitransport(&mut buf)
+                .map_err(|e| connector_error("multitransport", e))?;
+            if let Some(len) = written.size() {
+                framed.write_all(&buf.filled()[..len]).await?;
+            }
+            continue;
+        }
+        let context = phase_name(&connector.state);
+        step(framed, &mut connector, &mut buf, context).await?;
+        if let Some(outcome) = connector.state.take_outcome() {
+            match &outcome {
+                ConnectionOutcome::Connected(result) => log::info!(
+                    "Connected: desktop {}x{}",
+                    result.desktop_size.width,
+                    result.desktop_size.height
+                ),
+                ConnectionOutcome::Redirected(redirection) => {
+                    log::info!("Server redirected the connection (session {})", redirection.session_id);
+                }
+            }
+            return Ok(outcome);
+        }
+    }
+}
+
+/// Runs the CredSSP (NLA) exchange for a connector that negotiated it, then advances the
+/// connector past it. [`connect_finalize`] calls this itself; it is public for callers that
+/// drive the connector step by step.
+///
+/// A refusal of the credentials is [`ErrorKind::Authentication`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe.
+pub async fn perform_credssp<S, N>(
+    framed: &mut Framed<S>,
+    connector: &mut ClientConnector,
+    network_client: &mut N,
+    server_name: ServerName,
+    server_public_key: Vec<u8>,
+    kerberos_config: Option<KerberosConfig>,
+) -> Result<()>
+where
+    S: FramedRead + FramedWrite,
+    N: NetworkClient,
+{
+    let ClientConnectorState::Credssp { selected_protocol } = connector.state else {
+        return Err(Error::new(ErrorKind::InvalidState, "nla").with_detail(format!(
+            "connector is in state {}, not CredSSP",
+            ironrdp_connector::State::name(&connector.state)
+        )));
+    };
+    log::debug!("Starting CredSSP ({selected_protocol:?})");
+
+    let (mut sequence, mut ts_request) = CredsspSequence::init(
+        connector.config.credentials.clone(),
+        connector.config.domain.as_deref(),
+        selected_protocol,
+        server_name,
+        server_public_key,
+        kerberos_config,
+    )
+    .map_err(|e| connector_error("nla", e))?;
+
+    let mut buf = WriteBuf::new();
+    loop {
+        let client_state = resolve_generator(&mut sequence, ts_request, network_client).await?;
+        buf.clear();
+        let written = sequence
+            .handle_process_result(client_state, &mut buf)
+            .map_err(|e| connector_error("nla", e))?;
+        if let Some(len) = written.size() {
+            log::trace!("Sending CredSSP message ({len} bytes)");
+            framed.write_all(&buf.filled()[..len]).await?;
+        }
+
+        let Some(hint) = sequence.next_pdu_hint() else { break };
+        let pdu = framed.read_by_hint(hint).await.map_err(|e| e.in_context("nla"))?;
+        log::trace!("Received CredSSP message ({} bytes)", pdu.len());
+        match sequence
+            .decode_server_message(&pdu)
+            .map_err(|e| connector_error("nla", e))?
+        {
+            Some(next) => ts_request = next,
+            None => break,
+        }
+    }
+
+    connector.mark_credssp_as_done();
+    log::debug!("CredSSP done");
+    Ok(())
+}
+
+/// Runs sspi's generator for one TsRequest, carrying its network requests.
+async fn resolve_generator<N: NetworkClient>(
+    sequence: &mut CredsspSequence,
+    ts_request: TsRequest,
+    network_client: &mut N,
+) -> Result<ClientState> {
+    let mut generator = sequence.process_ts_request(ts_request);
+    let mut state = generator.start();
+    loop {
+        match state {
+            GeneratorState::Suspended(request) => {
+                log::debug!("CredSSP network request: {:?} {}", request.protocol, request.url);
+                // A failed request goes back into sspi as an error rather than ending the
+                // exchange here: sspi decides whether it can carry on (another KDC, NTLM).
+                let reply = network_client.send(&request).await.map_err(|e| {
+                    log::debug!("CredSSP network request failed: {}", crate::report(&e));
+                    ironrdp_connector::sspi::Error::new(
+                        ironrdp_connector::sspi::ErrorKind::NoAuthenticatingAuthority,
+                        crate::report(&e),
+                    )
+                });
+                state = generator.resume(reply);
+            }
+            GeneratorState::Completed(result) => {
+                return result.map_err(|e| {
+                    connector_error("nla", ConnectorError::new("CredSSP", ConnectorErrorKind::Credssp(e)))
+                });
+            }
+        }
+    }
+}
+
+/// Runs one step of a sequence: reads the frame it waits for (if any), steps, writes the reply.
+async fn step<S>(
+    framed: &mut Framed<S>,
+    sequence: &mut dyn Sequence,
+    buf: &mut WriteBuf,
+    context: &'static str,
+) -> Result<()>
+where
+    S: FramedRead + FramedWrite,
+{
+    buf.clear();
+    let written = match sequence.next_pdu_hint() {
+        Some(hint) => {
+            let pdu = framed.read_by_hint(hint).await.map_err(|e| e.in_context(context))?;
+            log::trace!("{}: received {} bytes", sequence.state().name(), pdu.len());
+            sequence.step(&pdu, framed.last_read_at(), buf)
+        }
+        None => sequence.step_no_input(buf),
+    }
+    .map_err(|e| connector_error(context, e))?;
+    if let Some(len) = written.size() {
+        log::trace!("{}: sending {len} bytes", sequence.state().name());
+        framed
+            .write_all(&buf.filled()[..len])
+            .await
+            .map_err(|e| e.in_context(context))?;
+    }
+    Ok(())
+}
+
+/// The phase of the connection sequence a connector state belongs to, for error contexts.
+fn phase_name(state: &ClientConnectorState) -> &'static str {
+    match state {
+        ClientConnectorState::ConnectionInitiationSendRequest
+        | ClientConnectorState::ConnectionInitiationWaitConfirm { .. } => "negotiation",
+        ClientConnectorState::Credssp { .. } => "nla",
+        ClientConnectorState::LicensingExchange { .. } => "licensing",
+        _ => "activation",
+    }
+}
+
+/// Wraps a connector error, classing a refusal of the credentials as
+/// [`ErrorKind::Authentication`].
+pub(crate) fn connector_error(context: &'static str, error: ConnectorError) -> Error {
+    let kind = match error.kind() {
+        ConnectorErrorKind::AccessDenied => ErrorKind::Authentication,
+        ConnectorErrorKind::Credssp(e) if is_auth_failure(e.error_type) => ErrorKind::Authentication,
+        _ => ErrorKind::Connector,
+    };
+    let detail = error.to_string();
+    Error::new(kind, context).with_detail(detail).with_source(error)
+}
+
+fn is_auth_failure(kind: ironrdp_connector::sspi::ErrorKind) -> bool {
+    use ironrdp_connector::sspi::ErrorKind as K;
+    matches!(
+        kind,
+        K::LogonDenied | K::NoCredentials | K::UnknownCredentials | K::WrongPrincipalName | K::TimeSkew
+    )
+}

@@ -1,0 +1,734 @@
+//! `Framed<S>`: reads whole RDP frames (TPKT/X.224, fast-path, or whatever a connector hint
+//! describes) from a stream into one reusable buffer, and writes whole PDUs.
+//!
+//! The buffer is laid out as `[frame bytes | scratch]`. Socket reads land directly in the scratch
+//! tail, which is kept initialised so that no `unsafe` and no bounce buffer is needed: each byte
+//! of scratch is zeroed once when the buffer grows, then read into once. Complete frames are
+//! split off the front without copying.
+
+use std::future::poll_fn;
+use std::sync::LazyLock;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::io::{AsyncRead, AsyncWrite};
+use ironrdp_connector::MonotonicInstant;
+use ironrdp_pdu::{Action, PduHint};
+
+use crate::stream::{FramedRead, FramedWrite, LocalStream, SendStream, StreamWrapper, SyncStream};
+use crate::{Error, ErrorKind, Result};
+
+/// The largest frame accepted by default: a TPKT length field is 16 bits, and a fast-path
+/// length is 15 ([MS-RDPBCGR] 2.2.9.1.2), so no RDP frame is longer than this.
+///
+/// [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+pub const MAX_FRAME_SIZE: usize = u16::MAX as usize;
+
+/// How much room a read is given when the frame being read does not need more: big enough to
+/// take many small frames in one system call, small enough for a board with little memory.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// The shortest TPKT frame: its own 4-byte header ([T.123] 8).
+const TPKT_HEADER_LEN: usize = 4;
+
+/// A [`Framed`] over the default `!Send` [`LocalStream`] wrapper.
+pub type LocalFramed<S> = Framed<LocalStream<S>>;
+/// A [`Framed`] over the `Send` [`SendStream`] wrapper.
+pub type SendFramed<S> = Framed<SendStream<S>>;
+/// A [`Framed`] over the `Send + Sync` [`SyncStream`] wrapper.
+pub type SyncFramed<S> = Framed<SyncStream<S>>;
+
+/// A stream plus the buffer that assembles frames from it.
+///
+/// ```no_run
+/// # futures::executor::block_on(async {
+/// use async_rdp::LocalFramed;
+/// use async_std::net::TcpStream;
+///
+/// let tcp = TcpStream::connect("127.0.0.1:3389").await?;
+/// let mut framed = LocalFramed::new(tcp);
+/// let (action, frame) = framed.read_pdu().await?;
+/// println!("{action:?} frame of {} bytes", frame.len());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Framed<S> {
+    stream: S,
+    /// `buf[..filled]` holds received bytes not yet returned; `buf[filled..]` is initialised
+    /// scratch space that the next read writes into.
+    buf: BytesMut,
+    filled: usize,
+    max_frame_size: usize,
+    last_read_at: Option<MonotonicInstant>,
+}
+
+impl<S> Framed<S> {
+    /// The bytes received but not yet returned as a frame.
+    pub fn peek(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
+    /// When the most recent socket read that returned data completed, on this crate's
+    /// monotonic clock; `None` before the first read.
+    ///
+    /// A frame served from the buffer arrived at the read that filled the buffer, so this is
+    /// what the connection sequence is given as the arrival time of every frame.
+    pub fn last_read_at(&self) -> Option<MonotonicInstant> {
+        self.last_read_at
+    }
+
+    /// The frame bound in force (see [`with_max_frame_size`](Self::with_max_frame_size)).
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Sets the largest frame accepted, [`MAX_FRAME_SIZE`] by default.
+    ///
+    /// The buffer never grows past this bound plus one read ([`READ_CHUNK`]); a frame header
+    /// announcing more, or a hint that keeps asking for more bytes past it, is an error.
+    #[must_use]
+    pub fn with_max_frame_size(mut self, max_frame_size: usize) -> Self {
+        self.max_frame_size = max_frame_size.max(TPKT_HEADER_LEN);
+        self
+    }
+
+    /// The bytes currently allocated for buffering (frames and scratch).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    fn take(&mut self, len: usize) -> BytesMut {
+        debug_assert!(len <= self.filled);
+        self.filled -= len;
+        self.buf.split_to(len)
+    }
+}
+
+impl<S: StreamWrapper> Framed<S> {
+    /// Wraps a stream with an empty buffer.
+    pub fn new(stream: S::Inner) -> Self {
+        Self::new_with_leftover(stream, BytesMut::new())
+    }
+
+    /// Wraps a stream whose first bytes were already read into `leftover` (by an earlier
+    /// `Framed`, for instance); they are returned before anything read from the stream.
+    pub fn new_with_leftover(stream: S::Inner, leftover: BytesMut) -> Self {
+        let filled = leftover.len();
+        Self {
+            stream: S::from_inner(stream),
+            buf: leftover,
+            filled,
+            max_frame_size: MAX_FRAME_SIZE,
+            last_read_at: None,
+        }
+    }
+
+    /// Returns the stream and the bytes buffered but not yet returned.
+    pub fn into_inner(self) -> (S::Inner, BytesMut) {
+        let mut buf = self.buf;
+        buf.truncate(self.filled);
+        (self.stream.into_inner(), buf)
+    }
+
+    /// Returns the stream, or an [`ErrorKind::Leftover`] error if bytes are still buffered
+    /// (they would be lost).
+    pub fn into_inner_no_leftover(self) -> Result<S::Inner> {
+        match self.filled {
+            0 => Ok(self.stream.into_inner()),
+            n => Err(Error::new(ErrorKind::Leftover, "release stream")
+                .with_detail(format!("{n} received bytes were not consumed and would be lost"))),
+        }
+    }
+
+    /// The stream and the buffered bytes.
+    pub fn get_inner(&self) -> (&S::Inner, &[u8]) {
+        (self.stream.get_ref(), &self.buf[..self.filled])
+    }
+
+    /// The stream (mutably) and the buffered bytes.
+    pub fn get_inner_mut(&mut self) -> (&mut S::Inner, &[u8]) {
+        (self.stream.get_mut(), &self.buf[..self.filled])
+    }
+}
+
+impl<S: FramedRead> Framed<S> {
+    /// Reads one whole RDP frame, X.224 (TPKT) or fast-path, told apart by its first byte.
+    ///
+    /// Errors: [`ErrorKind::Closed`] if the peer closed the connection between frames,
+    /// [`ErrorKind::UnexpectedEof`] (saying how many bytes were missing) if it closed inside
+    /// one, [`ErrorKind::InvalidFrame`] for a malformed header, [`ErrorKind::FrameTooLarge`]
+    /// past the frame bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, bytes already read stay in
+    /// the buffer and the next call picks up where this one stopped.
+    pub async fn read_pdu(&mut self) -> Result<(Action, BytesMut)> {
+        poll_fn(|cx| self.poll_read_pdu(cx)).await
+    }
+
+    /// The poll form of [`read_pdu`](Self::read_pdu), for hand-written futures.
+    pub fn poll_read_pdu(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Action, BytesMut)>> {
+        loop {
+            let info = ironrdp_pdu::find_size(self.peek()).map_err(|e| {
+                Error::new(ErrorKind::InvalidFrame, "read frame")
+                    .with_detail(format!("malformed frame header {:02x?}", head(self.peek())))
+                    .with_source(e)
+            })?;
+            match info {
+                Some(info) => {
+                    if info.action == Action::X224 && info.length < TPKT_HEADER_LEN {
+                        return Poll::Ready(Err(Error::new(ErrorKind::InvalidFrame, "read frame")
+                            .with_detail(format!("TPKT length {} is shorter than its header", info.length))));
+                    }
+                    self.check_frame_len(info.length, "read frame")?;
+                    if self.filled >= info.length {
+                        return Poll::Ready(Ok((info.action, self.take(info.length))));
+                    }
+                    ready!(self.poll_fill(cx, Some(info.length), "read frame"))?;
+                }
+                None => {
+                    ready!(self.poll_fill(cx, None, "read frame"))?;
+                }
+            }
+        }
+    }
+
+    /// Reads the next frame as described by a connection-sequence hint (X.224, CredSSP, ...).
+    ///
+    /// Frames the hint reports as not matching are dropped (logged at debug level). A hint
+    /// that keeps asking for more bytes fails with [`ErrorKind::FrameTooLarge`] once the
+    /// frame bound is passed, so a malformed reply cannot make the buffer grow without bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, like [`read_pdu`](Self::read_pdu).
+    pub async fn read_by_hint(&mut self, hint: &dyn PduHint) -> Result<Bytes> {
+        poll_fn(|cx| self.poll_read_by_hint(cx, hint)).await
+    }
+
+    /// The poll form of [`read_by_hint`](Self::read_by_hint).
+    pub fn poll_read_by_hint(&mut self, cx: &mut Context<'_>, hint: &dyn PduHint) -> Poll<Result<Bytes>> {
+        loop {
+            let found = hint.find_size(self.peek()).map_err(|e| {
+                Error::new(ErrorKind::InvalidFrame, "read frame by hint")
+                    .with_detail(format!("{hint:?} rejected {:02x?}", head(self.peek())))
+                    .with_source(e)
+            })?;
+            match found {
+                Some((_, 0)) => {
+                    // Taking a zero-length frame consumes nothing, so the loop would spin
+                    // forever without ever reading; refuse instead of hanging.
+                    return Poll::Ready(Err(Error::new(ErrorKind::InvalidFrame, "read frame by hint")
+                        .with_detail(format!("{hint:?} reported a zero-length frame"))));
+                }
+                Some((matched, len)) => {
+                    self.check_frame_len(len, "read frame by hint")?;
+                    if self.filled < len {
+                        ready!(self.poll_fill(cx, Some(len), "read frame by hint"))?;
+                        continue;
+                    }
+                    let frame = self.take(len).freeze();
+                    if matched {
+                        return Poll::Ready(Ok(frame));
+                    }
+                    log::debug!("Dropped a {len}-byte frame that {hint:?} does not expect");
+                }
+                None => {
+                    if self.filled >= self.max_frame_size {
+                        return Poll::Ready(Err(Error::new(ErrorKind::FrameTooLarge, "read frame by hint")
+                            .with_detail(format!(
+                                "{hint:?} still wants more after {} bytes (bound {})",
+                                self.filled, self.max_frame_size
+                            ))));
+                    }
+                    ready!(self.poll_fill(cx, None, "read frame by hint"))?;
+                }
+            }
+        }
+    }
+
+    /// Waits until at least one more byte is buffered, without consuming anything.
+    ///
+    /// Useful to wait for input while another future owns the writer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes read are kept in the buffer.
+    pub async fn fill_buf(&mut self) -> Result<&[u8]> {
+        poll_fn(|cx| self.poll_fill(cx, None, "read")).await?;
+        Ok(self.peek())
+    }
+
+    fn check_frame_len(&self, len: usize, context: &'static str) -> Result<()> {
+        if len > self.max_frame_size {
+            return Err(Error::new(ErrorKind::FrameTooLarge, context).with_detail(format!(
+                "frame of {len} bytes exceeds the bound of {}",
+                self.max_frame_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads once into the scratch tail. `frame_len` is the length of the frame being
+    /// assembled, if its header has been seen; it sizes the read and the EOF message.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame_len: Option<usize>,
+        context: &'static str,
+    ) -> Poll<Result<usize>> {
+        let want = frame_len
+            .map_or(0, |len| len.saturating_sub(self.filled))
+            .max(READ_CHUNK);
+        if self.buf.len() - self.filled < want {
+            // Drop the stale scratch first so that compacting moves only buffered frame bytes.
+            self.buf.truncate(self.filled);
+            if !self.buf.try_reclaim(want) {
+                // `BytesMut::reserve` may double the allocation; allocate exactly what the
+                // frame bound allows instead, so the buffer never exceeds it.
+                let mut grown = BytesMut::with_capacity(self.filled + want);
+                grown.extend_from_slice(&self.buf);
+                self.buf = grown;
+            }
+            // The new room is zeroed once here, then read into; it stays initialised.
+            self.buf.resize(self.filled + want, 0);
+        }
+        let n = ready!(self.stream.poll_read(cx, &mut self.buf[self.filled..])).map_err(|e| Error::io(context, e))?;
+        if n == 0 {
+            return Poll::Ready(Err(self.eof_error(frame_len, context)));
+        }
+        self.filled += n;
+        self.last_read_at = Some(monotonic_now());
+        Poll::Ready(Ok(n))
+    }
+
+    fn eof_error(&self, frame_len: Option<usize>, context: &'static str) -> Error {
+        match (frame_len, self.filled) {
+            (_, 0) => Error::new(ErrorKind::Closed, context),
+            (Some(len), got) => Error::new(ErrorKind::UnexpectedEof, context).with_detail(format!(
+                "peer closed the connection {} bytes short of a {len}-byte frame ({got} received)",
+                len - got
+            )),
+            (None, got) => Error::new(ErrorKind::UnexpectedEof, context).with_detail(format!(
+                "peer closed the connection inside a frame header ({got} bytes received)"
+            )),
+        }
+    }
+}
+
+impl<S: FramedWrite> Framed<S> {
+    /// Writes all of `buf` and flushes it, so that the PDU leaves now.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if the future is dropped, part of `buf` may have been written and the
+    /// peer will see a truncated PDU. Drive writes to completion.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<()> {
+        let mut written = 0;
+        while written < buf.len() {
+            let n = poll_fn(|cx| self.stream.poll_write(cx, &buf[written..]))
+                .await
+                .map_err(|e| Error::io("write frame", e))?;
+            if n == 0 {
+                return Err(Error::io("write frame", std::io::ErrorKind::WriteZero.into()));
+            }
+            written += n;
+        }
+        self.flush().await
+    }
+
+    /// Flushes buffered writes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the data buffered in the stream.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.stream.poll_flush(cx))
+            .await
+            .map_err(|e| Error::io("flush", e))
+    }
+
+    /// Flushes and shuts down the write direction (a TCP FIN, a TLS close_notify).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense that it may be called again to finish the close.
+    pub async fn close(&mut self) -> Result<()> {
+        poll_fn(|cx| self.stream.poll_close(cx))
+            .await
+            .map_err(|e| Error::io("close", e))
+    }
+}
+
+impl<S> Framed<S>
+where
+    S: StreamWrapper,
+    S::Inner: AsyncRead + AsyncWrite,
+{
+    /// Splits into a read half, which keeps the buffer, and a write half, usable from two
+    /// tasks on one thread (or two threads, with the `Send` wrappers).
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use async_rdp::LocalFramed;
+    /// use futures::io::Cursor;
+    ///
+    /// let framed = LocalFramed::new(Cursor::new(vec![0x03, 0x00, 0x00, 0x04]));
+    /// let (mut reader, writer) = framed.split();
+    /// let (_action, frame) = reader.read_pdu().await?;
+    /// assert_eq!(frame.len(), 4);
+    /// let _framed = reader.unsplit(writer).expect("halves of one stream");
+    /// # Ok::<(), async_rdp::Error>(())
+    /// # });
+    /// ```
+    #[expect(
+        clippy::type_complexity,
+        reason = "the halves are named by the wrapper they came from"
+    )]
+    pub fn split(
+        self,
+    ) -> (
+        Framed<S::Rewrap<futures::io::ReadHalf<S::Inner>>>,
+        Framed<S::Rewrap<futures::io::WriteHalf<S::Inner>>>,
+    ) {
+        let max_frame_size = self.max_frame_size;
+        let last_read_at = self.last_read_at;
+        let (read, write) = futures::io::AsyncReadExt::split(self.stream.into_inner());
+        let reader = Framed {
+            stream: <S::Rewrap<_> as StreamWrapper>::from_inner(read),
+            buf: self.buf,
+            filled: self.filled,
+            max_frame_size,
+            last_read_at,
+        };
+        let writer = Framed::<S::Rewrap<_>>::new(write);
+        (reader, writer)
+    }
+}
+
+impl<R, T> Framed<R>
+where
+    R: StreamWrapper<Inner = futures::io::ReadHalf<T>>,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Joins halves made by [`split`](Self::split) back into one `Framed` holding exactly
+    /// the bytes the reader had buffered. Halves of different streams are returned unchanged.
+    #[expect(clippy::type_complexity, reason = "both halves are handed back on mismatch")]
+    pub fn unsplit<W>(self, writer: Framed<W>) -> std::result::Result<Framed<R::Rewrap<T>>, Box<(Self, Framed<W>)>>
+    where
+        W: StreamWrapper<Inner = futures::io::WriteHalf<T>>,
+    {
+        let Framed {
+            stream,
+            buf,
+            filled,
+            max_frame_size,
+            last_read_at,
+        } = self;
+        let read = stream.into_inner();
+        let write = writer.stream.into_inner();
+        match read.reunite(write) {
+            Ok(inner) => Ok(Framed {
+                stream: <R::Rewrap<T> as StreamWrapper>::from_inner(inner),
+                buf,
+                filled,
+                max_frame_size,
+                last_read_at,
+            }),
+            Err(futures::io::ReuniteError(read, write)) => Err(Box::new((
+                Framed {
+                    stream: R::from_inner(read),
+                    buf,
+                    filled,
+                    max_frame_size,
+                    last_read_at,
+                },
+                Framed::new(write),
+            ))),
+        }
+    }
+}
+
+/// The first bytes of a buffer, for error messages about a bad header.
+fn head(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(8)]
+}
+
+/// This crate's monotonic clock for [`MonotonicInstant`]s: milliseconds since first use.
+fn monotonic_now() -> MonotonicInstant {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    MonotonicInstant::from_millis(u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::Waker;
+
+    use futures::executor::block_on;
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::test_util::{fastpath_frame, x224_frame, End, ScriptStream};
+
+    type Test = LocalFramed<ScriptStream>;
+
+    fn framed(chunks: Vec<Vec<u8>>, end: End) -> Test {
+        LocalFramed::new(ScriptStream::new(chunks, end))
+    }
+
+    /// A mix of sizes and both kinds, including both fast-path length forms and the largest
+    /// TPKT frame.
+    fn sample_frames() -> Vec<Vec<u8>> {
+        vec![
+            x224_frame(7, 1),
+            fastpath_frame(2, 2),
+            fastpath_frame(0x7f, 3),
+            fastpath_frame(0x80, 4),
+            x224_frame(1500, 5),
+            fastpath_frame(0x7fff, 6),
+            x224_frame(MAX_FRAME_SIZE, 7),
+            fastpath_frame(3, 8),
+        ]
+    }
+
+    fn read_all(f: &mut Test, count: usize) -> Vec<Vec<u8>> {
+        block_on(async {
+            let mut out = Vec::new();
+            for _ in 0..count {
+                let (action, frame) = f.read_pdu().await.expect("frame");
+                let expected = if frame[0] == 0x03 {
+                    Action::X224
+                } else {
+                    Action::FastPath
+                };
+                assert_eq!(action, expected);
+                out.push(frame.to_vec());
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn every_prefix_needs_more() {
+        for frame in sample_frames() {
+            for k in 0..frame.len() {
+                let mut f = Test::new_with_leftover(ScriptStream::new([], End::Pending), BytesMut::from(&frame[..k]));
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(f.poll_read_pdu(&mut cx).is_pending(), "prefix {k} of {}", frame.len());
+                assert_eq!(f.peek(), &frame[..k], "nothing consumed");
+            }
+            let mut f = Test::new_with_leftover(ScriptStream::new([], End::Pending), BytesMut::from(&frame[..]));
+            let mut cx = Context::from_waker(Waker::noop());
+            match f.poll_read_pdu(&mut cx) {
+                Poll::Ready(Ok((_, got))) => assert_eq!(got, frame),
+                other => panic!("whole frame not returned: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let frames = sample_frames();
+        let data: Vec<u8> = frames.concat();
+        let mut f = framed(data.iter().map(|b| vec![*b]).collect(), End::Eof);
+        assert_eq!(read_all(&mut f, frames.len()), frames);
+        let err = block_on(f.read_pdu()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn seeded_random_chunks() {
+        let frames = sample_frames();
+        let data: Vec<u8> = frames.concat();
+        for seed in 1..=16 {
+            for max in [1, 5, 100, 4096, 70_000] {
+                let mut f = LocalFramed::new(ScriptStream::random_chunks(&data, seed, max, End::Eof));
+                assert_eq!(read_all(&mut f, frames.len()), frames, "seed {seed} max {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_frames_in_one_read() {
+        let frames = vec![x224_frame(10, 1), fastpath_frame(20, 2), x224_frame(30, 3)];
+        let mut f = framed(vec![frames.concat()], End::Eof);
+        assert_eq!(read_all(&mut f, 3), frames);
+        assert_eq!(f.get_inner().0.reads, 1, "one read served all three frames");
+    }
+
+    #[test]
+    fn cancelled_read_resumes() {
+        let frame = fastpath_frame(1000, 9);
+        let mut f = framed(vec![frame[..300].to_vec()], End::Pending);
+        {
+            let mut fut = pin!(f.read_pdu());
+            assert!(fut.as_mut().now_or_never().is_none());
+        } // dropped mid-frame
+        assert_eq!(f.peek(), &frame[..300], "bytes read before the cancel are kept");
+        f.get_inner_mut().0.chunks.push_back(frame[300..].to_vec());
+        let (_, got) = block_on(f.read_pdu()).unwrap();
+        assert_eq!(got, frame);
+    }
+
+    #[test]
+    fn eof_mid_frame_says_how_much_is_missing() {
+        let frame = x224_frame(100, 1);
+        let mut f = framed(vec![frame[..60].to_vec()], End::Eof);
+        let err = block_on(f.read_pdu()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("40 bytes short of a 100-byte frame"), "{err}");
+        assert_eq!(std::io::Error::from(err).kind(), std::io::ErrorKind::UnexpectedEof);
+
+        let mut f = framed(vec![vec![0x00]], End::Eof);
+        let err = block_on(f.read_pdu()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("header"), "{err}");
+    }
+
+    #[test]
+    fn garbage_headers_are_errors() {
+        for garbage in [
+            vec![0x01, 0x02, 0x03, 0x04],
+            vec![0x03, 0x00, 0x00, 0x02],
+            vec![0x02, 0x00, 0x00, 0x10],
+            vec![0x04, 0x00, 0x00, 0x10],
+            vec![0x00, 0x01],
+        ] {
+            // End at EOF so that a header wrongly taken as valid fails the assertion, not hangs.
+            let mut f = framed(vec![garbage.clone()], End::Eof);
+            let err = block_on(f.read_pdu()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidFrame, "{garbage:02x?}: {err}");
+        }
+    }
+
+    #[test]
+    fn frame_bound_on_headers() {
+        let mut f = framed(vec![x224_frame(2000, 1)], End::Pending).with_max_frame_size(1000);
+        let err = block_on(f.read_pdu()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FrameTooLarge);
+    }
+
+    /// A hint that never finds a frame, like sspi's TsRequest hint on a malformed reply.
+    #[derive(Debug)]
+    struct NeverEnough;
+    impl PduHint for NeverEnough {
+        fn find_size(&self, _: &[u8]) -> ironrdp_core::DecodeResult<Option<(bool, usize)>> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn hint_that_never_finds_a_frame_is_bounded() {
+        let endless = (0..1000).map(|_| vec![0x30; 4096]);
+        let mut f = framed(endless.collect(), End::Pending);
+        let err = block_on(f.read_by_hint(&NeverEnough)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FrameTooLarge);
+        assert!(
+            f.buffer_capacity() <= MAX_FRAME_SIZE + READ_CHUNK,
+            "capacity {}",
+            f.buffer_capacity()
+        );
+        assert!(f.peek().len() <= MAX_FRAME_SIZE + READ_CHUNK);
+    }
+
+    #[derive(Debug)]
+    struct Fixed(bool, usize);
+    impl PduHint for Fixed {
+        fn find_size(&self, _: &[u8]) -> ironrdp_core::DecodeResult<Option<(bool, usize)>> {
+            Ok(Some((self.0, self.1)))
+        }
+    }
+
+    #[test]
+    fn zero_length_hint_is_an_error_not_a_spin() {
+        let mut f = framed(vec![vec![1, 2, 3]], End::Pending);
+        let err = block_on(f.read_by_hint(&Fixed(false, 0))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidFrame);
+    }
+
+    #[test]
+    fn read_by_hint_takes_exactly_the_hinted_length() {
+        let mut f = framed(vec![vec![1, 2, 3, 4, 5, 6, 7]], End::Pending);
+        let got = block_on(f.read_by_hint(&Fixed(true, 5))).unwrap();
+        assert_eq!(&got[..], &[1, 2, 3, 4, 5]);
+        assert_eq!(f.peek(), &[6, 7]);
+        assert!(f.last_read_at().is_some());
+    }
+
+    #[test]
+    fn leftover_handoff() {
+        let mut f = framed(vec![[x224_frame(8, 1), vec![0xAA, 0xBB]].concat()], End::Pending);
+        block_on(f.read_pdu()).unwrap();
+        let (stream, leftover) = f.into_inner();
+        assert_eq!(&leftover[..], &[0xAA, 0xBB]);
+
+        let f = Test::new_with_leftover(stream, leftover);
+        assert_eq!(f.peek(), &[0xAA, 0xBB]);
+        let err = f.into_inner_no_leftover().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Leftover);
+        assert!(err.to_string().contains("2 received bytes"), "{err}");
+
+        let f = framed(vec![], End::Pending);
+        assert!(f.into_inner_no_leftover().is_ok());
+    }
+
+    #[test]
+    fn writes_loop_until_done() {
+        let mut f = framed(vec![], End::Pending);
+        let pdu: Vec<u8> = (0..100).collect();
+        block_on(f.write_all(&pdu)).unwrap();
+        assert_eq!(f.get_inner().0.written, pdu);
+    }
+
+    #[test]
+    fn split_and_unsplit_round_trip() {
+        let frames = [x224_frame(50, 1), fastpath_frame(40, 2)];
+        let data = frames.concat();
+        // The first read brings the first frame and part of the second.
+        let mut f = framed(vec![data[..70].to_vec(), data[70..].to_vec()], End::Pending);
+        block_on(async {
+            assert_eq!(f.read_pdu().await.unwrap().1, frames[0]);
+            let before = f.peek().to_vec();
+            let (reader, mut writer) = f.split();
+            assert_eq!(reader.peek(), &before[..], "the buffer goes to the reader");
+            assert!(writer.peek().is_empty());
+            writer.write_all(b"ping").await.unwrap();
+            let f = reader.unsplit(writer).expect("same stream");
+            assert_eq!(f.peek(), &before[..], "unsplit gives back exactly what was buffered");
+            let (mut reader, writer) = f.split();
+            assert_eq!(reader.read_pdu().await.unwrap().1, frames[1]);
+            let f = reader.unsplit(writer).expect("same stream");
+            assert!(f.peek().is_empty());
+            assert_eq!(f.get_inner().0.written, b"ping");
+        });
+    }
+
+    #[test]
+    fn unsplit_refuses_halves_of_different_streams() {
+        let (r1, _w1) = framed(vec![], End::Pending).split();
+        let (_r2, w2) = framed(vec![], End::Pending).split();
+        assert!(r1.unsplit(w2).is_err());
+    }
+
+    #[test]
+    fn steady_state_reuses_the_buffer() {
+        // Frames that are dropped as soon as they are read let the buffer reclaim its space,
+        // so a long stream runs in one allocation of bounded size.
+        let data: Vec<u8> = (0..2000).flat_map(|i| fastpath_frame(1000 + i % 7, 1)).collect();
+        let mut f = LocalFramed::new(ScriptStream::random_chunks(&data, 7, 9000, End::Eof));
+        block_on(async {
+            for _ in 0..2000 {
+                f.read_pdu().await.unwrap();
+            }
+        });
+        assert!(
+            f.buffer_capacity() <= 2 * READ_CHUNK,
+            "capacity {}",
+            f.buffer_capacity()
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! async-rdp runs an RDP client connection on one executor thread, over any
+//! [`futures::io`] stream.
+//!
+//! The protocol itself (PDUs, the connection sequence, codecs, the active stage) comes from
+//! IronRDP's sans-IO crates; this crate carries their bytes. It provides:
+//!
+//! - [`Framed`]: whole-frame reads into one reusable buffer, with leftover handoff across a
+//!   transport change, a frame bound, and cancel-safe reads;
+//! - stream wrappers ([`LocalStream`], [`SendStream`], [`SyncStream`]) and `split`/`unsplit`;
+//! - the connection drivers [`connect_begin`], [`mark_as_upgraded`], [`connect_finalize`] and
+//!   [`perform_credssp`], whose phase order is enforced by token types;
+//! - the TLS upgrade ([`tls::upgrade`]) that replays bytes read ahead into the TLS layer and
+//!   hands back the server key CredSSP binds to;
+//! - with the `kerberos` feature, a KDC network client (TCP, UDP, HTTP(S) KDC proxy).
+//!
+//! Nothing here spawns a task or a thread, and nothing requires `Send`: the futures are `Send`
+//! exactly when the stream is. Only the `net` helpers name async-std.
+//!
+//! ```no_run
+//! # async_std::task::block_on(async {
+//! use async_rdp::{connect_begin, connect_finalize, mark_as_upgraded, tls, LocalFramed, NoNetworkClient};
+//! use ironrdp_connector::ClientConnector;
+//! # fn config() -> ironrdp_connector::Config { unimplemented!() }
+//! # let verifier: std::sync::Arc<dyn rustls::client::danger::ServerCertVerifier> = unimplemented!();
+//!
+//! let tcp = async_std::net::TcpStream::connect("127.0.0.1:3389").await?;
+//! let mut connector = ClientConnector::new(config(), tcp.local_addr()?);
+//! let mut framed = LocalFramed::new(tcp);
+//!
+//! let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
+//! let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
+//! let token = mark_as_upgraded(should_upgrade, &mut connector)?;
+//! let mut framed = LocalFramed::new(upgraded.stream);
+//! let outcome = connect_finalize(
+//!     &mut framed, connector, token, &mut NoNetworkClient,
+//!     "127.0.0.1".into(), upgraded.server_public_key, None,
+//! ).await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod connect;
+mod error;
+mod framed;
+#[cfg(feature = "kerberos")]
+pub mod kdc;
+pub mod net;
+mod stream;
+pub mod tls;
+
+pub use crate::connect::{
+    connect_begin, connect_finalize, mark_as_upgraded, perform_credssp, skip_connect_begin, NetworkClient,
+    NoNetworkClient, ShouldUpgrade, Upgraded,
+};
+pub use crate::error::{report, Error, ErrorKind, Result};
+pub use crate::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, READ_CHUNK};
+pub use crate::stream::{FramedRead, FramedWrite, LocalStream, Prefixed, SendStream, StreamWrapper, SyncStream};
+
+pub use ironrdp_connector;
+pub use ironrdp_pdu;
+
+#[cfg(test)]
+mod test_util;
