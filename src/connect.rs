@@ -95,7 +95,7 @@ where
         ClientConnectorState::ConnectionInitiationSendRequest
             | ClientConnectorState::ConnectionInitiationWaitConfirm { .. }
     ) {
-        step(framed, connector, &mut buf, "negotiation").await?;
+        drive_step(framed, connector, &mut buf, "negotiation").await?;
     }
     skip_connect_begin(connector)
 }
@@ -184,7 +184,7 @@ where
             continue;
         }
         let context = phase_name(&connector.state);
-        step(framed, &mut connector, &mut buf, context).await?;
+        drive_step(framed, &mut connector, &mut buf, context).await?;
         if let Some(outcome) = connector.state.take_outcome() {
             match &outcome {
                 ConnectionOutcome::Connected(result) => log::info!(
@@ -301,8 +301,28 @@ async fn resolve_generator<N: NetworkClient>(
     }
 }
 
-/// Runs one step of a sequence: reads the frame it waits for (if any), steps, writes the reply.
-async fn step<S>(
+/// Drives one step of any IronRDP [`Sequence`] (a connector, an activation sequence, a
+/// server-side acceptor): reads the frame it waits for, if any, steps it with that frame's
+/// arrival time, and writes its reply, if any. `buf` is scratch space reused across calls.
+///
+/// ```no_run
+/// # async_std::task::block_on(async {
+/// # let mut framed: async_rdp::LocalFramed<async_std::net::TcpStream> = unimplemented!();
+/// # let mut sequence: async_rdp::ironrdp_connector::ClientConnector = unimplemented!();
+/// let mut buf = ironrdp_core::WriteBuf::new();
+/// while !sequence.should_perform_security_upgrade() {
+///     async_rdp::drive_step(&mut framed, &mut sequence, &mut buf, "negotiation").await?;
+/// }
+/// # Ok::<(), async_rdp::Error>(())
+/// # });
+/// ```
+///
+/// Errors carry `context` (the phase name) as their context.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a reply may be half written.
+pub async fn drive_step<S>(
     framed: &mut Framed<S>,
     sequence: &mut dyn Sequence,
     buf: &mut WriteBuf,
@@ -347,17 +367,34 @@ fn phase_name(state: &ClientConnectorState) -> &'static str {
 pub(crate) fn connector_error(context: &'static str, error: ConnectorError) -> Error {
     let kind = match error.kind() {
         ConnectorErrorKind::AccessDenied => ErrorKind::Authentication,
-        ConnectorErrorKind::Credssp(e) if is_auth_failure(e.error_type) => ErrorKind::Authentication,
+        ConnectorErrorKind::Credssp(e) if is_auth_failure(e) => ErrorKind::Authentication,
         _ => ErrorKind::Connector,
     };
     let detail = error.to_string();
     Error::new(kind, context).with_detail(detail).with_source(error)
 }
 
-fn is_auth_failure(kind: ironrdp_connector::sspi::ErrorKind) -> bool {
+fn is_auth_failure(error: &ironrdp_connector::sspi::Error) -> bool {
+    use ironrdp_connector::sspi::credssp::NStatusCode as S;
     use ironrdp_connector::sspi::ErrorKind as K;
+    // A server refusing the credentials reports an NTSTATUS in its TsRequest ([MS-CSSP]
+    // 2.2.1); sspi surfaces it as `nstatus` on an otherwise generic error.
+    const REFUSALS: [S; 12] = [
+        S::WRONG_PASSWORD,
+        S::LOGON_FAILURE,
+        S::NO_SUCH_USER,
+        S::ACCOUNT_RESTRICTION,
+        S::INVALID_LOGON_HOURS,
+        S::INVALID_WORKSTATION,
+        S::PASSWORD_EXPIRED,
+        S::ACCOUNT_DISABLED,
+        S::LOGON_NOT_GRANTED,
+        S::LOGON_TYPE_NOT_GRANTED,
+        S::PASSWORD_MUST_CHANGE,
+        S::ACCOUNT_LOCKED_OUT,
+    ];
     matches!(
-        kind,
+        error.error_type,
         K::LogonDenied | K::NoCredentials | K::UnknownCredentials | K::WrongPrincipalName | K::TimeSkew
-    )
+    ) || error.nstatus.is_some_and(|status| REFUSALS.contains(&status))
 }

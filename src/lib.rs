@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod config;
 mod connect;
 mod error;
 mod framed;
@@ -50,8 +51,9 @@ pub mod net;
 mod stream;
 pub mod tls;
 
+pub use crate::config::{ClientConfig, ColorDepth, Secret};
 pub use crate::connect::{
-    connect_begin, connect_finalize, mark_as_upgraded, perform_credssp, skip_connect_begin, NetworkClient,
+    connect_begin, connect_finalize, drive_step, mark_as_upgraded, perform_credssp, skip_connect_begin, NetworkClient,
     NoNetworkClient, ShouldUpgrade, Upgraded,
 };
 pub use crate::error::{report, Error, ErrorKind, Result};
@@ -59,6 +61,7 @@ pub use crate::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_S
 pub use crate::stream::{FramedRead, FramedWrite, LocalStream, Prefixed, SendStream, StreamWrapper, SyncStream};
 
 pub use ironrdp_connector;
+pub use ironrdp_core;
 pub use ironrdp_pdu;
 
 #[cfg(test)]

@@ -1,0 +1,331 @@
+//! A loopback RDP server for async-rdp's tests and demos. **Not for production use.**
+//!
+//! It runs IronRDP's sans-IO acceptor (`ironrdp-acceptor`) on async-rdp's own framing:
+//! X.224 negotiation, TLS with a self-signed certificate made at start-up, NLA (CredSSP with
+//! NTLM) against one configured user, and the rest of the connection sequence. It listens on
+//! 127.0.0.1 only and serves one connection at a time, on the caller's task: nothing here
+//! spawns a thread or a task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_rdp::{drive_step, Error, ErrorKind, LocalFramed, Prefixed};
+use async_std::net::{TcpListener, TcpStream};
+use futures_rustls::server::TlsStream;
+use futures_rustls::TlsAcceptor;
+use ironrdp_acceptor::credssp::CredsspSequence;
+use ironrdp_acceptor::{Acceptor, AcceptorResult};
+use ironrdp_connector::sspi::credssp::{EarlyUserAuthResult, ServerError, ServerState};
+use ironrdp_connector::sspi::generator::GeneratorState;
+use ironrdp_connector::sspi::{AuthIdentity, Username};
+use ironrdp_connector::{DesktopSize, ServerName};
+use ironrdp_core::WriteBuf;
+use ironrdp_pdu::nego::SecurityProtocol;
+use ironrdp_pdu::rdp::capability_sets::{self as caps, CapabilitySet};
+use ironrdp_pdu::rdp::client_info::Credentials;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The security protocol the server insists on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS only: credentials travel in the Client Info PDU.
+    Tls,
+    /// NLA: CredSSP (NTLM) over TLS before anything else.
+    Nla,
+}
+
+/// What the demo server offers.
+#[derive(Clone)]
+pub struct Config {
+    /// The one user allowed in.
+    pub username: String,
+    /// That user's password.
+    pub password: String,
+    /// TLS or NLA.
+    pub security: Security,
+    /// Initial desktop size.
+    pub desktop: DesktopSize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("security", &self.security)
+            .field("desktop", &self.desktop)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            username: "demo".to_owned(),
+            password: "demo-Passw0rd".to_owned(),
+            security: Security::Nla,
+            desktop: DesktopSize {
+                width: 1280,
+                height: 720,
+            },
+        }
+    }
+}
+
+/// A bound demo server. Accept connections with [`DemoServer::accept`].
+pub struct DemoServer {
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    certificate: CertificateDer<'static>,
+    public_key: Vec<u8>,
+    config: Config,
+}
+
+/// The TLS stream a connection runs on.
+pub type ServerStream = TlsStream<Prefixed<TcpStream>>;
+
+/// One accepted connection that completed the RDP connection sequence.
+pub struct Connection {
+    /// The framed TLS stream, positioned at the start of the active session.
+    pub framed: LocalFramed<ServerStream>,
+    /// What the acceptor learned from the client (capabilities, channels, credentials).
+    pub result: AcceptorResult,
+}
+
+impl DemoServer {
+    /// Binds to `127.0.0.1` on an ephemeral port and makes a fresh self-signed certificate.
+    pub async fn bind(config: Config) -> io::Result<Self> {
+        Self::bind_to("127.0.0.1:0".parse().map_err(io::Error::other)?, config).await
+    }
+
+    /// Binds to `addr`, which must be a loopback address.
+    pub async fn bind_to(addr: SocketAddr, config: Config) -> io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the demo server listens on loopback only",
+            ));
+        }
+        let key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(io::Error::other)?;
+        let cert = params.self_signed(&key).map_err(io::Error::other)?;
+        let certificate = cert.der().clone();
+        let public_key = async_rdp::tls::subject_public_key(&certificate).map_err(io::Error::other)?;
+        let server_config = rustls::ServerConfig::builder_with_provider(async_rdp::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certificate.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(io::Error::other)?;
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            tls: TlsAcceptor::from(Arc::new(server_config)),
+            certificate,
+            public_key,
+            config,
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The server's certificate (DER), for clients that pin it.
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.certificate
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Accepts one TCP connection and runs the whole connection sequence on it.
+    pub async fn accept(&self) -> Result<Connection, Error> {
+        let (tcp, _) = self.listener.accept().await.map_err(|e| Error::io("accept", e))?;
+        tcp.set_nodelay(true).map_err(|e| Error::io("accept", e))?;
+        self.handshake(tcp).await
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<Connection, Error> {
+        let security = match self.config.security {
+            Security::Tls => SecurityProtocol::SSL,
+            Security::Nla => SecurityProtocol::HYBRID | SecurityProtocol::HYBRID_EX,
+        };
+        let credentials = Credentials {
+            username: self.config.username.clone(),
+            password: self.config.password.clone(),
+            domain: None,
+        };
+        let mut acceptor = Acceptor::new(
+            security,
+            self.config.desktop,
+            capabilities(self.config.desktop),
+            Some(credentials),
+        );
+
+        let mut framed = LocalFramed::new(tcp);
+        let mut buf = WriteBuf::new();
+        while acceptor.reached_security_upgrade().is_none() {
+            drive_step(&mut framed, &mut acceptor, &mut buf, "server negotiation").await?;
+        }
+
+        // Bytes the client pipelined after its Connection Request are TLS records.
+        let (tcp, leftover) = framed.into_inner();
+        let tls = self
+            .tls
+            .accept(Prefixed::new(tcp, leftover))
+            .await
+            .map_err(|e| Error::io("server tls handshake", e))?;
+        acceptor.mark_security_upgrade_as_done();
+        let mut framed = LocalFramed::new(tls);
+
+        if acceptor.should_perform_credssp() {
+            self.credssp(&mut framed, &mut acceptor).await?;
+        }
+
+        loop {
+            if let Some(result) = acceptor.get_result() {
+                log::info!("Demo server: client connected");
+                return Ok(Connection { framed, result });
+            }
+            drive_step(&mut framed, &mut acceptor, &mut buf, "server activation").await?;
+        }
+    }
+
+    /// The server side of CredSSP, with NTLM against the configured user.
+    async fn credssp(&self, framed: &mut LocalFramed<ServerStream>, acceptor: &mut Acceptor) -> Result<(), Error> {
+        let nla_error = |e: ironrdp_connector::ConnectorError| {
+            Error::new(ErrorKind::Connector, "server nla")
+                .with_detail(e.to_string())
+                .with_source(e)
+        };
+        let username = Username::new(&self.config.username, None)
+            .map_err(|e| Error::new(ErrorKind::Connector, "server nla").with_source(e))?;
+        let identity = AuthIdentity {
+            username,
+            password: self.config.password.clone().into(),
+        };
+        let mut sequence = CredsspSequence::init(
+            &identity,
+            ServerName::new("async-rdp-demo"),
+            self.public_key.clone(),
+            None,
+        )
+        .map_err(nla_error)?;
+
+        let mut buf = WriteBuf::new();
+        let outcome = loop {
+            let hint = match sequence.next_pdu_hint() {
+                Ok(Some(hint)) => hint,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(nla_error(e)),
+            };
+            let pdu = framed
+                .read_by_hint(hint)
+                .await
+                .map_err(|e| e.in_context("server nla"))?;
+            let Some(request) = sequence.decode_client_message(&pdu).map_err(nla_error)? else {
+                break Ok(());
+            };
+            let result = {
+                let mut generator = sequence.process_ts_request(request);
+                let mut state = generator.start();
+                loop {
+                    match state {
+                        // NTLM never asks for the network; refuse if something else does.
+                        GeneratorState::Suspended(_) => {
+                            state = generator.resume(Err(ironrdp_connector::sspi::Error::new(
+                                ironrdp_connector::sspi::ErrorKind::NoAuthenticatingAuthority,
+                                "the demo server has no network client",
+                            )))
+                        }
+                        GeneratorState::Completed(result) => break result,
+                    }
+                }
+            };
+            let result: Result<ServerState, ServerError> = result;
+            buf.clear();
+            let (written, _identity) = sequence.handle_process_result(result, &mut buf).map_err(nla_error)?;
+            if let Some(len) = written.size() {
+                framed.write_all(&buf.filled()[..len]).await?;
+            }
+        };
+
+        // HYBRID_EX: tell the client how authentication went ([MS-CSSP] 2.2.3.2).
+        let state = ironrdp_connector::Sequence::state(acceptor);
+        if let Some(ironrdp_acceptor::AcceptorState::Credssp { protocol, .. }) =
+            ironrdp_connector::state_downcast::<ironrdp_acceptor::AcceptorState>(state)
+        {
+            if protocol.contains(SecurityProtocol::HYBRID_EX) {
+                let reply = if outcome.is_ok() {
+                    EarlyUserAuthResult::Success
+                } else {
+                    EarlyUserAuthResult::AccessDenied
+                };
+                let mut out = Vec::new();
+                reply.to_buffer(&mut out).map_err(|e| Error::io("server nla", e))?;
+                framed.write_all(&out).await?;
+            }
+        }
+        outcome?;
+        acceptor.mark_credssp_as_done();
+        Ok(())
+    }
+}
+
+/// The capability sets the demo server announces: fast-path output, 32 bpp, the desktop
+/// size (resizable), fast-path and Unicode input.
+fn capabilities(desktop: DesktopSize) -> Vec<CapabilitySet> {
+    vec![
+        CapabilitySet::General(caps::General {
+            extra_flags: caps::GeneralExtraFlags::FASTPATH_OUTPUT_SUPPORTED,
+            refresh_rect_support: true,
+            suppress_output_support: true,
+            ..Default::default()
+        }),
+        CapabilitySet::Bitmap(caps::Bitmap {
+            pref_bits_per_pix: 32,
+            desktop_width: desktop.width,
+            desktop_height: desktop.height,
+            desktop_resize_flag: true,
+            drawing_flags: caps::BitmapDrawingFlags::empty(),
+        }),
+        CapabilitySet::Order(caps::Order::new(
+            caps::OrderFlags::empty(),
+            caps::OrderSupportExFlags::empty(),
+            2048,
+            224,
+        )),
+        CapabilitySet::Pointer(caps::Pointer {
+            color_pointer_cache_size: 32,
+            pointer_cache_size: 32,
+        }),
+        CapabilitySet::Input(caps::Input {
+            input_flags: caps::InputFlags::SCANCODES
+                | caps::InputFlags::MOUSEX
+                | caps::InputFlags::UNICODE
+                | caps::InputFlags::FASTPATH_INPUT
+                | caps::InputFlags::FASTPATH_INPUT_2,
+            keyboard_layout: 0,
+            keyboard_type: None,
+            keyboard_subtype: 0,
+            keyboard_function_key: 12,
+            keyboard_ime_filename: String::new(),
+        }),
+        CapabilitySet::VirtualChannel(caps::VirtualChannel {
+            flags: caps::VirtualChannelFlags::NO_COMPRESSION,
+            chunk_size: None,
+        }),
+        CapabilitySet::MultiFragmentUpdate(caps::MultifragmentUpdate {
+            max_request_size: 8 * 1024 * 1024,
+        }),
+    ]
+}

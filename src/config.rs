@@ -1,0 +1,244 @@
+//! Client configuration: what the client asks the server for, with defaults that suit a small
+//! board, and the credentials (whose secret is never printed).
+
+use std::fmt;
+
+use ironrdp_connector::{BitmapConfig, Credentials, DesktopSize};
+use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
+use ironrdp_pdu::rdp::capability_sets::{client_codecs_capabilities, MajorPlatformType, RailSupportLevel};
+use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
+
+/// A password or PIN. Its `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for handing to the protocol. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Bits per pixel the client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorDepth {
+    /// 16 bpp (RGB 565): half the bandwidth, interleaved RLE bitmaps.
+    Bpp16,
+    /// 32 bpp: planar and RemoteFX bitmaps.
+    Bpp32,
+}
+
+/// What the client asks of the server.
+///
+/// ```
+/// use async_rdp::{ClientConfig, ColorDepth};
+///
+/// let config = ClientConfig::new("alice", "s3cret")
+///     .with_domain("EXAMPLE")
+///     .with_desktop_size(1024, 768)
+///     .with_color_depth(ColorDepth::Bpp16);
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct ClientConfig {
+    username: String,
+    password: Secret,
+    domain: Option<String>,
+    desktop: DesktopSize,
+    color_depth: ColorDepth,
+    remotefx: bool,
+    enable_tls: bool,
+    enable_nla: bool,
+    server_pointer: bool,
+    client_name: String,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("domain", &self.domain)
+            .field("desktop", &(self.desktop.width, self.desktop.height))
+            .field("color_depth", &self.color_depth)
+            .field("remotefx", &self.remotefx)
+            .field("enable_tls", &self.enable_tls)
+            .field("enable_nla", &self.enable_nla)
+            .field("server_pointer", &self.server_pointer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfig {
+    /// A configuration for `username`/`password` with the defaults: a 1280x720 desktop at
+    /// 32 bpp, lossless bitmap codecs plus RemoteFX, server-drawn pointer, TLS and NLA both
+    /// offered (the server picks NLA when it can).
+    pub fn new(username: impl Into<String>, password: impl Into<Secret>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+            domain: None,
+            desktop: DesktopSize {
+                width: 1280,
+                height: 720,
+            },
+            color_depth: ColorDepth::Bpp32,
+            remotefx: true,
+            enable_tls: true,
+            enable_nla: true,
+            server_pointer: true,
+            client_name: "async-rdp".to_owned(),
+        }
+    }
+
+    /// Sets the Windows domain.
+    #[must_use]
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Sets the desktop size to ask for.
+    #[must_use]
+    pub fn with_desktop_size(mut self, width: u16, height: u16) -> Self {
+        self.desktop = DesktopSize { width, height };
+        self
+    }
+
+    /// Sets the colour depth.
+    #[must_use]
+    pub fn with_color_depth(mut self, depth: ColorDepth) -> Self {
+        self.color_depth = depth;
+        self
+    }
+
+    /// Offers RemoteFX (on by default) or only the lossless bitmap codecs.
+    #[must_use]
+    pub fn with_remotefx(mut self, on: bool) -> Self {
+        self.remotefx = on;
+        self
+    }
+
+    /// Chooses which enhanced security protocols to offer: TLS (credentials in the Client
+    /// Info PDU, graphical logon) and NLA (CredSSP before the session). At least one must
+    /// be on for a connection to succeed.
+    #[must_use]
+    pub fn with_security(mut self, tls: bool, nla: bool) -> Self {
+        self.enable_tls = tls;
+        self.enable_nla = nla;
+        self
+    }
+
+    /// Asks the server to draw the pointer (on by default) or to send pointer shapes.
+    #[must_use]
+    pub fn with_server_pointer(mut self, on: bool) -> Self {
+        self.server_pointer = on;
+        self
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The desktop size asked for.
+    pub fn desktop_size(&self) -> DesktopSize {
+        self.desktop
+    }
+
+    /// Builds the IronRDP connector configuration, for callers that drive the connection
+    /// sequence themselves with [`connect_begin`](crate::connect_begin) and friends.
+    ///
+    /// The result holds the password: never format it with `{:?}`.
+    pub fn connector_config(&self) -> ironrdp_connector::Config {
+        let codecs = if self.remotefx {
+            client_codecs_capabilities(&[])
+        } else {
+            client_codecs_capabilities(&["remotefx:off"])
+        }
+        .unwrap_or_default();
+        ironrdp_connector::Config {
+            desktop_size: self.desktop,
+            monitor_layout: None,
+            desktop_scale_factor: 0,
+            desktop_physical_size: None,
+            desktop_orientation: None,
+            device_scale_factor: None,
+            monitor_extended_layout: None,
+            relative_mouse_input: false,
+            enable_tls: self.enable_tls,
+            enable_credssp: self.enable_nla,
+            enable_standard_rdp_security: false,
+            credentials: Credentials::UsernamePassword {
+                username: self.username.clone(),
+                password: self.password.expose().to_owned(),
+            },
+            domain: self.domain.clone(),
+            client_build: 0,
+            client_name: self.client_name.clone(),
+            keyboard_type: KeyboardType::IBM_ENHANCED,
+            keyboard_subtype: 0,
+            keyboard_functional_keys_count: 12,
+            keyboard_layout: 0x409,
+            connection_type: ConnectionType::Lan,
+            ime_file_name: String::new(),
+            bitmap: Some(BitmapConfig {
+                lossy_compression: self.remotefx,
+                color_depth: match self.color_depth {
+                    ColorDepth::Bpp16 => 16,
+                    ColorDepth::Bpp32 => 32,
+                },
+                codecs,
+            }),
+            dig_product_id: String::new(),
+            client_dir: String::new(),
+            alternate_shell: String::new(),
+            work_dir: String::new(),
+            remote_application_mode: false,
+            rail_support_level: RailSupportLevel::empty(),
+            platform: MajorPlatformType::UNIX,
+            hardware_id: None,
+            request_data: None,
+            autologon: true,
+            enable_audio_playback: false,
+            enable_audio_capture: false,
+            performance_flags: PerformanceFlags::default(),
+            license_cache: None,
+            timezone_info: TimezoneInfo::default(),
+            compression_type: None,
+            enable_server_pointer: self.server_pointer,
+            pointer_software_rendering: false,
+            multitransport_flags: None,
+            support_dyn_vc_gfx_protocol: false,
+        }
+    }
+}

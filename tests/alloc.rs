@@ -1,0 +1,254 @@
+//! The read path allocates nothing per frame: once the buffer has reached its working size,
+//! reading and dropping frames with `Framed::read_pdu` makes no heap allocation, whatever the
+//! frame size and however many frames are read, also through the replaying `Prefixed` stream.
+//!
+//! A counting global allocator measures this. Only allocations made on the measuring thread
+//! while a measurement is running are counted, so the test harness and tests running in
+//! parallel on other threads cannot disturb the counts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use async_rdp::ironrdp_pdu::Action;
+use async_rdp::{LocalFramed, Prefixed};
+use bytes::BytesMut;
+use futures::executor::block_on;
+use futures::io::AsyncRead;
+
+/// Delegates every call to [`System`], counting allocations made while the current thread has
+/// counting switched on.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    // `const` initialisation and no destructor: reading it never allocates, so it is safe to
+    // consult from inside the allocator.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with exactly the arguments it was given and returns
+// what `System` returns, so this allocator upholds the `GlobalAlloc` contract exactly as `System`
+// does. The only addition, `count`, touches an atomic and a const-initialised thread-local
+// `Cell<bool>`, neither of which allocates, unwinds or touches the memory being managed.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), forwarded unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller upholds `alloc_zeroed`'s contract, forwarded unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was returned by this allocator, i.e. by `System` with the same
+        // `layout`, as the caller guarantees; forwarded unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` came from `System` with `layout` and `new_size` is valid, as the
+        // caller guarantees; forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Starts counting this thread's allocations from zero.
+fn start_counting() {
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
+}
+
+/// Stops counting and returns how many allocations this thread made since `start_counting`.
+fn stop_counting() -> usize {
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+/// Counts the allocations `f` makes on this thread.
+fn allocations_in<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    start_counting();
+    let out = f();
+    (stop_counting(), out)
+}
+
+/// One fast-path frame of `len` bytes in all: action byte 0, a one- or two-byte length
+/// ([MS-RDPBCGR] 2.2.9.1.2), then filler.
+fn fastpath_frame(len: usize, seed: u8) -> Vec<u8> {
+    assert!((3..=0x7fff).contains(&len));
+    let mut frame = vec![0x00];
+    if len < 0x80 {
+        frame.push(len as u8);
+    } else {
+        frame.extend_from_slice(&(len as u16 | 0x8000).to_be_bytes());
+    }
+    frame.extend((frame.len()..len).map(|i| (i as u8).wrapping_add(seed)));
+    frame
+}
+
+/// A reader over `data` repeated `rounds` times, giving at most `max_read` bytes per read and
+/// then end of stream. Repeating a short run of frames keeps memory small for large frames.
+struct Repeating {
+    data: Vec<u8>,
+    pos: usize,
+    rounds: usize,
+    max_read: usize,
+}
+
+impl AsyncRead for Repeating {
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.pos == this.data.len() {
+            if this.rounds <= 1 {
+                return Poll::Ready(Ok(0));
+            }
+            this.rounds -= 1;
+            this.pos = 0;
+        }
+        let n = buf.len().min(this.max_read).min(this.data.len() - this.pos);
+        buf[..n].copy_from_slice(&this.data[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(n))
+    }
+}
+
+/// How many frames one round of the repeated data holds.
+const FRAMES_PER_ROUND: usize = 16;
+const WARM_UP_FRAMES: usize = 200;
+
+fn frames_round(frame_len: usize) -> Vec<u8> {
+    (0..FRAMES_PER_ROUND)
+        .flat_map(|i| fastpath_frame(frame_len, i as u8))
+        .collect()
+}
+
+fn repeating(round: Vec<u8>, total_frames: usize, max_read: usize) -> Repeating {
+    Repeating {
+        data: round,
+        pos: 0,
+        rounds: total_frames.div_ceil(FRAMES_PER_ROUND),
+        max_read,
+    }
+}
+
+/// Reads `WARM_UP_FRAMES` frames, then counts the allocations made reading `frames` more.
+fn measure<S>(framed: &mut LocalFramed<S>, frame_len: usize, frames: usize) -> usize
+where
+    S: AsyncRead + Unpin,
+{
+    block_on(async {
+        for _ in 0..WARM_UP_FRAMES {
+            let (action, frame) = framed.read_pdu().await.expect("warm-up frame");
+            assert_eq!((action, frame.len()), (Action::FastPath, frame_len));
+        }
+        // Only the reads are measured: `block_on`'s set-up happened before, and the reader
+        // never returns `Pending`, so the executor does nothing in between.
+        start_counting();
+        let mut read = 0;
+        for _ in 0..frames {
+            match framed.read_pdu().await {
+                Ok((Action::FastPath, frame)) if frame.len() == frame_len => read += 1,
+                _ => break,
+            }
+        }
+        let allocations = stop_counting();
+        assert_eq!(read, frames, "every measured frame was read whole");
+        allocations
+    })
+}
+
+/// The most allocations a measured run may make, whatever its length: none are expected, a
+/// few are tolerated (a one-off buffer growth), one per frame is what must not happen.
+const TINY: usize = 4;
+
+#[test]
+fn read_pdu_does_not_allocate_per_frame() {
+    for frame_len in [64, 1024, 16 * 1024] {
+        for max_read in [1500, 64 * 1024] {
+            let mut counts = Vec::new();
+            for frames in [1_000, 10_000] {
+                let total = WARM_UP_FRAMES + frames;
+                let mut framed = LocalFramed::new(repeating(frames_round(frame_len), total, max_read));
+                let allocations = measure(&mut framed, frame_len, frames);
+                println!(
+                    "read_pdu: {frames} frames of {frame_len} B, reads of up to {max_read} B: {allocations} allocations \
+                     (buffer capacity {})",
+                    framed.buffer_capacity()
+                );
+                counts.push(allocations);
+            }
+            assert!(
+                counts.iter().all(|&n| n <= TINY),
+                "frames of {frame_len} B, reads of {max_read} B: allocations {counts:?}"
+            );
+            assert_eq!(
+                counts[0], counts[1],
+                "frames of {frame_len} B, reads of {max_read} B: the count grows with the number of frames"
+            );
+        }
+    }
+}
+
+#[test]
+fn reading_through_prefixed_adds_no_allocation() {
+    const FRAMES: usize = 10_000;
+    // Enough prefix that the measured section starts inside it and runs on into the stream.
+    const PREFIX_FRAMES: usize = 3 * WARM_UP_FRAMES;
+    for frame_len in [64, 1024, 16 * 1024] {
+        let max_read = 4096;
+        let plain = {
+            let mut framed = LocalFramed::new(repeating(frames_round(frame_len), WARM_UP_FRAMES + FRAMES, max_read));
+            measure(&mut framed, frame_len, FRAMES)
+        };
+        let (prefixed, pending) = {
+            let prefix: BytesMut = (0..PREFIX_FRAMES)
+                .flat_map(|i| fastpath_frame(frame_len, i as u8))
+                .collect();
+            let inner = repeating(
+                frames_round(frame_len),
+                WARM_UP_FRAMES + FRAMES - PREFIX_FRAMES,
+                max_read,
+            );
+            let mut framed = LocalFramed::new(Prefixed::new(inner, prefix));
+            let allocations = measure(&mut framed, frame_len, FRAMES);
+            (allocations, framed.get_inner().0.pending_prefix().len())
+        };
+        println!("{FRAMES} frames of {frame_len} B: {plain} allocations plain, {prefixed} through Prefixed");
+        assert_eq!(pending, 0, "the whole prefix was replayed");
+        assert!(prefixed <= plain, "Prefixed added allocations: {prefixed} vs {plain}");
+        assert!(prefixed <= TINY, "{prefixed} allocations through Prefixed");
+    }
+}
+
+#[test]
+fn the_counter_counts() {
+    // The measurement itself must be able to see an allocation, or the tests above prove nothing.
+    let (allocations, v) = allocations_in(|| std::hint::black_box(vec![0u8; 100]));
+    drop(v);
+    assert!(allocations >= 1, "counted {allocations}");
+    // And a read path that allocates per frame would be caught.
+    let (allocations, _) = allocations_in(|| {
+        for _ in 0..100 {
+            drop(std::hint::black_box(BytesMut::from(&[1u8, 2, 3][..])));
+        }
+    });
+    assert!(allocations >= 100, "counted {allocations}");
+}
