@@ -94,7 +94,10 @@ impl<S> Framed<S> {
         self
     }
 
-    /// The bytes currently allocated for buffering (frames and scratch).
+    /// The buffer's capacity from its current start: buffered bytes plus room to read into.
+    ///
+    /// Frames already returned may still share the same allocation until they are dropped,
+    /// so the allocation itself can be larger by what they hold.
     pub fn buffer_capacity(&self) -> usize {
         self.buf.capacity()
     }
@@ -280,10 +283,13 @@ impl<S: FramedRead> Framed<S> {
         frame_len: Option<usize>,
         context: &'static str,
     ) -> Poll<Result<usize>> {
-        let want = frame_len
-            .map_or(0, |len| len.saturating_sub(self.filled))
-            .max(READ_CHUNK);
-        if self.buf.len() - self.filled < want {
+        // Room for the rest of the frame being assembled, if its length is known. Grow only
+        // when the scratch cannot hold that or has shrunk below a quarter chunk, and then by
+        // at least a whole chunk, so that a large frame arriving in small reads grows the
+        // buffer once, not once per read.
+        let needed = frame_len.map_or(0, |len| len.saturating_sub(self.filled));
+        if self.buf.len() - self.filled < needed.max(READ_CHUNK / 4) {
+            let want = needed.max(READ_CHUNK);
             // Drop the stale scratch first so that compacting moves only buffered frame bytes.
             self.buf.truncate(self.filled);
             if !self.buf.try_reclaim(want) {

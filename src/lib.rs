@@ -66,3 +66,8 @@ pub use ironrdp_pdu;
 
 #[cfg(test)]
 mod test_util;
+
+/// Compiles README's examples as doctests, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -65,7 +65,7 @@ pub fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<ClientConf
 /// use std::sync::Arc;
 /// use async_rdp::tls;
 ///
-/// let verifier = Arc::new(tls::ExactCertificate::new(certificate));
+/// let verifier = Arc::new(tls::Pinned::certificate(&certificate));
 /// let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
 /// println!("server key: {} bytes", upgraded.server_public_key.len());
 /// # Ok::<(), async_rdp::Error>(())
@@ -159,26 +159,67 @@ pub(crate) fn tls_error(context: &'static str, error: std::io::Error) -> Error {
     Error::new(kind, context).with_detail(detail).with_source(error)
 }
 
-/// A verifier that trusts exactly one certificate, byte for byte, and checks that the server
-/// holds its key. Fit for a server whose certificate is known out of band (a test server, a
-/// pinned appliance); name and validity period are not checked.
+/// The SHA-256 fingerprint of a DER certificate, the way browsers and `openssl x509
+/// -fingerprint -sha256` show it (over the whole DER encoding).
+pub fn fingerprint_sha256(certificate: &CertificateDer<'_>) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Formats a fingerprint as colon-separated upper-case hex (`AB:CD:...`).
+pub fn format_fingerprint(fingerprint: &[u8]) -> String {
+    let mut out = String::with_capacity(fingerprint.len() * 3);
+    for (i, byte) in fingerprint.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push_str(&format!("{byte:02X}"));
+    }
+    out
+}
+
+/// Parses a fingerprint written as hex, with or without `:` separators.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A verifier that trusts the certificates whose SHA-256 fingerprints it was given, and checks
+/// that the server holds the certificate's key. Name and validity period are not checked: the
+/// pin is the trust decision. Fit for a server whose certificate is known out of band (a test
+/// server, an appliance).
 #[derive(Debug)]
-pub struct ExactCertificate {
-    certificate: CertificateDer<'static>,
+pub struct Pinned {
+    fingerprints: Vec<[u8; 32]>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ExactCertificate {
-    /// Trusts `certificate` and nothing else.
-    pub fn new(certificate: CertificateDer<'static>) -> Self {
+impl Pinned {
+    /// Trusts certificates with one of these SHA-256 fingerprints.
+    pub fn new(fingerprints: impl IntoIterator<Item = [u8; 32]>) -> Self {
         Self {
-            certificate,
+            fingerprints: fingerprints.into_iter().collect(),
             provider: crypto_provider(),
         }
     }
+
+    /// Trusts exactly this certificate.
+    pub fn certificate(certificate: &CertificateDer<'_>) -> Self {
+        Self::new([fingerprint_sha256(certificate)])
+    }
 }
 
-impl ServerCertVerifier for ExactCertificate {
+impl ServerCertVerifier for Pinned {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -187,9 +228,14 @@ impl ServerCertVerifier for ExactCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.certificate.as_ref() {
+        let presented = fingerprint_sha256(end_entity);
+        if self.fingerprints.contains(&presented) {
             Ok(ServerCertVerified::assertion())
         } else {
+            log::warn!(
+                "Server certificate SHA-256 {} matches no pinned fingerprint",
+                format_fingerprint(&presented)
+            );
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ))

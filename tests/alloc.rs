@@ -3,14 +3,15 @@
 //! frame size and however many frames are read, also through the replaying `Prefixed` stream.
 //!
 //! A counting global allocator measures this. Only allocations made on the measuring thread
-//! while a measurement is running are counted, so the test harness and tests running in
-//! parallel on other threads cannot disturb the counts.
+//! while a measurement is running are counted, and the tests take turns measuring, so neither
+//! the test harness nor tests running in parallel on other threads can disturb the counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use async_rdp::ironrdp_pdu::Action;
@@ -70,6 +71,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Held by each test for its whole run: the counter is shared, so two measurements must never
+/// overlap.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    MEASURING.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Starts counting this thread's allocations from zero.
 fn start_counting() {
@@ -154,8 +163,16 @@ fn measure<S>(framed: &mut LocalFramed<S>, frame_len: usize, frames: usize) -> u
 where
     S: AsyncRead + Unpin,
 {
+    measure_after(framed, frame_len, WARM_UP_FRAMES, frames)
+}
+
+/// Reads `warm_up` frames, then counts the allocations made reading `frames` more.
+fn measure_after<S>(framed: &mut LocalFramed<S>, frame_len: usize, warm_up: usize, frames: usize) -> usize
+where
+    S: AsyncRead + Unpin,
+{
     block_on(async {
-        for _ in 0..WARM_UP_FRAMES {
+        for _ in 0..warm_up {
             let (action, frame) = framed.read_pdu().await.expect("warm-up frame");
             assert_eq!((action, frame.len()), (Action::FastPath, frame_len));
         }
@@ -181,6 +198,7 @@ const TINY: usize = 4;
 
 #[test]
 fn read_pdu_does_not_allocate_per_frame() {
+    let _turn = exclusive();
     for frame_len in [64, 1024, 16 * 1024] {
         for max_read in [1500, 64 * 1024] {
             let mut counts = Vec::new();
@@ -207,39 +225,78 @@ fn read_pdu_does_not_allocate_per_frame() {
     }
 }
 
+/// A `Framed` over `Prefixed`, whose prefix holds `prefix_frames` frames and whose inner stream
+/// holds `inner_frames` more, read `max_read` bytes at a time.
+fn prefixed(
+    frame_len: usize,
+    prefix_frames: usize,
+    inner_frames: usize,
+    max_read: usize,
+) -> LocalFramed<Prefixed<Repeating>> {
+    let prefix: BytesMut = (0..prefix_frames)
+        .flat_map(|i| fastpath_frame(frame_len, i as u8))
+        .collect();
+    LocalFramed::new(Prefixed::new(
+        repeating(frames_round(frame_len), inner_frames, max_read),
+        prefix,
+    ))
+}
+
 #[test]
 fn reading_through_prefixed_adds_no_allocation() {
-    const FRAMES: usize = 10_000;
-    // Enough prefix that the measured section starts inside it and runs on into the stream.
-    const PREFIX_FRAMES: usize = 3 * WARM_UP_FRAMES;
+    let _turn = exclusive();
+    const FRAMES: usize = 1_000;
     for frame_len in [64, 1024, 16 * 1024] {
-        let max_read = 4096;
+        // Warm-up and measurement both inside the prefix. `Prefixed` fills the whole read
+        // buffer from its prefix, so the plain comparison reads without a size limit too.
         let plain = {
-            let mut framed = LocalFramed::new(repeating(frames_round(frame_len), WARM_UP_FRAMES + FRAMES, max_read));
+            let mut framed = LocalFramed::new(repeating(frames_round(frame_len), WARM_UP_FRAMES + FRAMES, usize::MAX));
             measure(&mut framed, frame_len, FRAMES)
         };
-        let (prefixed, pending) = {
-            let prefix: BytesMut = (0..PREFIX_FRAMES)
-                .flat_map(|i| fastpath_frame(frame_len, i as u8))
-                .collect();
-            let inner = repeating(
-                frames_round(frame_len),
-                WARM_UP_FRAMES + FRAMES - PREFIX_FRAMES,
-                max_read,
-            );
-            let mut framed = LocalFramed::new(Prefixed::new(inner, prefix));
+        let (in_prefix, pending) = {
+            let mut framed = prefixed(frame_len, WARM_UP_FRAMES + FRAMES, 0, usize::MAX);
             let allocations = measure(&mut framed, frame_len, FRAMES);
             (allocations, framed.get_inner().0.pending_prefix().len())
         };
-        println!("{FRAMES} frames of {frame_len} B: {plain} allocations plain, {prefixed} through Prefixed");
+        println!("{FRAMES} frames of {frame_len} B: {plain} allocations plain, {in_prefix} replayed by Prefixed");
         assert_eq!(pending, 0, "the whole prefix was replayed");
-        assert!(prefixed <= plain, "Prefixed added allocations: {prefixed} vs {plain}");
-        assert!(prefixed <= TINY, "{prefixed} allocations through Prefixed");
+        assert!(in_prefix <= plain, "Prefixed added allocations: {in_prefix} vs {plain}");
+        assert!(in_prefix <= TINY, "{in_prefix} allocations through Prefixed");
+    }
+}
+
+#[test]
+fn switching_from_prefix_to_stream_does_not_allocate_per_frame() {
+    let _turn = exclusive();
+    // Warm up inside the prefix, then measure across the switch to the inner stream, whose
+    // reads (4 KiB) are smaller than the prefix's (the whole buffer). The buffer may have to
+    // grow once at the switch, when frames stop arriving in one read; that cost must not
+    // depend on how many frames follow.
+    const PREFIX_FRAMES: usize = 2 * WARM_UP_FRAMES;
+    for frame_len in [64, 1024, 16 * 1024] {
+        let mut counts = Vec::new();
+        for frames in [1_000, 10_000] {
+            let mut framed = prefixed(frame_len, PREFIX_FRAMES, WARM_UP_FRAMES + frames - PREFIX_FRAMES, 4096);
+            let allocations = measure(&mut framed, frame_len, frames);
+            assert!(framed.get_inner().0.pending_prefix().is_empty());
+            println!(
+                "{frames} frames of {frame_len} B across the prefix/stream switch: {allocations} allocations \
+                 (buffer capacity {})",
+                framed.buffer_capacity()
+            );
+            counts.push(allocations);
+        }
+        assert!(counts.iter().all(|&n| n <= TINY), "frames of {frame_len} B: {counts:?}");
+        assert_eq!(
+            counts[0], counts[1],
+            "frames of {frame_len} B: the count grows with the frames"
+        );
     }
 }
 
 #[test]
 fn the_counter_counts() {
+    let _turn = exclusive();
     // The measurement itself must be able to see an allocation, or the tests above prove nothing.
     let (allocations, v) = allocations_in(|| std::hint::black_box(vec![0u8; 100]));
     drop(v);

@@ -24,7 +24,7 @@ async fn client(server: &DemoServer, config: ClientConfig) -> async_rdp::Result<
     let mut framed = LocalFramed::new(tcp);
 
     let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
-    let verifier = Arc::new(tls::ExactCertificate::new(server.certificate().clone()));
+    let verifier = Arc::new(tls::Pinned::certificate(server.certificate()));
     let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
     let token = mark_as_upgraded(should_upgrade, &mut connector)?;
     let mut framed = LocalFramed::new(upgraded.stream);

@@ -10,7 +10,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_rdp::tls::{self, ExactCertificate};
+use async_rdp::tls::{self, Pinned};
 use async_rdp::{ErrorKind, LocalFramed, Prefixed};
 use async_std::net::{TcpListener, TcpStream};
 use bytes::BytesMut;
@@ -59,8 +59,9 @@ impl Identity {
         })
     }
 
-    fn verifier(&self) -> Arc<ExactCertificate> {
-        Arc::new(ExactCertificate::new(self.certificate.clone()))
+    /// Trusts this certificate and no other.
+    fn verifier(&self) -> Arc<Pinned> {
+        Arc::new(Pinned::certificate(&self.certificate))
     }
 }
 
@@ -262,7 +263,7 @@ async fn pipelined_request_and_client_hello(replay: bool) -> BoxResult<(Pipeline
         let got = client_exchange(&mut tls, &request, reply.len()).await?;
         BoxResult::Ok(got)
     };
-    let (server, client) = bounded(PROMPT, "pipelined scenario", join(server, client)).await?;
+    let (server, client) = bounded(2 * PROMPT, "pipelined scenario", join(server, client)).await?;
     let server = server?;
     assert_eq!(
         server.request, X224_CONNECTION_REQUEST,

@@ -1,0 +1,148 @@
+//! Runs the connection sequence step by step with the low-level drivers and prints how long
+//! each phase took: TCP, X.224 negotiation, TLS, NLA, activation.
+//!
+//! ```text
+//! cargo run --example connect                                   # in-process demo server
+//! cargo run --example connect -- rdp://user:pass@host:3389 --pin AB:CD:...
+//! ```
+//!
+//! Against a real server, the certificate must be pinned with `--pin <SHA-256>`; without it the
+//! connection is refused and the fingerprint is printed so that you can check it and pin it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome};
+use async_rdp::{
+    connect_begin, connect_finalize, mark_as_upgraded, net, perform_credssp, tls, ClientConfig, LocalFramed,
+    NoNetworkClient,
+};
+use common::{Phases, Target};
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+fn main() {
+    env_logger::init();
+    if let Err(e) = async_std::task::block_on(run()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut target = None;
+    let mut pins = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--pin" => {
+                let pin = args.next().ok_or("--pin needs a SHA-256 fingerprint")?;
+                pins.push(tls::parse_fingerprint(&pin).ok_or(format!("bad fingerprint {pin:?}"))?);
+            }
+            "-h" | "--help" => {
+                println!("usage: connect [rdp://user:pass@host:port] [--pin SHA256]");
+                return Ok(());
+            }
+            other => target = Some(Target::parse(other)?),
+        }
+    }
+
+    match target {
+        Some(target) => connect(&target, tls::Pinned::new(pins)).await,
+        None => {
+            let config = async_rdp_demo_server::Config::default();
+            let server = async_rdp_demo_server::DemoServer::bind(config.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let addr = server.local_addr().map_err(|e| e.to_string())?;
+            println!("demo server on {addr} (NLA, user {:?})", config.username);
+            let target = Target {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                username: config.username.clone(),
+                password: config.password.clone(),
+            };
+            let verifier = tls::Pinned::certificate(server.certificate());
+            let (client, served) = futures::join!(connect(&target, verifier), server.accept());
+            served.map_err(|e| format!("demo server: {}", async_rdp::report(&e)))?;
+            client
+        }
+    }
+}
+
+async fn connect(target: &Target, verifier: tls::Pinned) -> Result<(), String> {
+    let report = |e: async_rdp::Error| async_rdp::report(&e);
+    let config = ClientConfig::new(&target.username, target.password.as_str());
+    let mut phases = Phases::start();
+    println!("connecting to {}", target.addr());
+
+    let tcp = net::connect(&target.addr(), TIMEOUT).await.map_err(report)?;
+    phases.done("tcp");
+    let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    let mut connector = ClientConnector::new(config.connector_config(), local);
+    let mut framed = LocalFramed::new(tcp);
+
+    let should_upgrade = net::with_timeout(TIMEOUT, "negotiation", connect_begin(&mut framed, &mut connector))
+        .await
+        .map_err(report)?;
+    phases.done("negotiation");
+
+    let upgraded = net::with_timeout(TIMEOUT, "tls", tls::upgrade(framed, &target.host, Arc::new(verifier)))
+        .await
+        .map_err(|e| {
+            format!(
+                "{}\n(if you trust this server, check its fingerprint and pass --pin; it is logged with RUST_LOG=warn)",
+                report(e)
+            )
+        })?;
+    println!(
+        "  server certificate SHA-256 {}",
+        tls::format_fingerprint(&tls::fingerprint_sha256(&upgraded.server_certificate))
+    );
+    phases.done("tls");
+    let token = mark_as_upgraded(should_upgrade, &mut connector).map_err(report)?;
+    let mut framed = LocalFramed::new(upgraded.stream);
+    let mut network = NoNetworkClient;
+
+    if connector.should_perform_credssp() {
+        let nla = perform_credssp(
+            &mut framed,
+            &mut connector,
+            &mut network,
+            target.host.as_str().into(),
+            upgraded.server_public_key.clone(),
+            None,
+        );
+        net::with_timeout(TIMEOUT, "nla", nla).await.map_err(report)?;
+        phases.done("nla");
+    }
+
+    let finalize = connect_finalize(
+        &mut framed,
+        connector,
+        token,
+        &mut network,
+        target.host.as_str().into(),
+        upgraded.server_public_key,
+        None,
+    );
+    match net::with_timeout(TIMEOUT, "activation", finalize)
+        .await
+        .map_err(report)?
+    {
+        ConnectionOutcome::Connected(result) => {
+            phases.done("activation");
+            println!(
+                "connected: desktop {}x{}, share id {:#x}",
+                result.desktop_size.width, result.desktop_size.height, result.share_id
+            );
+        }
+        ConnectionOutcome::Redirected(redirection) => {
+            println!("server redirects to session {}", redirection.session_id);
+        }
+    }
+    framed.close().await.map_err(report)?;
+    Ok(())
+}
