@@ -22,6 +22,10 @@ use crate::{Error, ErrorKind, Result};
 /// # Ok::<(), async_rdp::Error>(())
 /// # });
 /// ```
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping the future abandons the connection attempt.
 pub async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
     let stream = with_timeout(timeout, "tcp connect", async {
         TcpStream::connect(addr)
@@ -35,6 +39,10 @@ pub async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
 
 /// Runs `future`, failing with [`ErrorKind::Timeout`] in `context` if it takes longer than
 /// `timeout`. The future is dropped when the timer fires.
+///
+/// # Cancel safety
+///
+/// As cancel safe as `future` is: when the timer fires, `future` is dropped mid-way.
 pub async fn with_timeout<T>(
     timeout: Duration,
     context: &'static str,
