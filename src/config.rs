@@ -2,11 +2,15 @@
 //! board, and the credentials (whose secret is never printed).
 
 use std::fmt;
+use std::sync::Arc;
 
 use ironrdp_connector::{BitmapConfig, Credentials, DesktopSize};
 use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
 use ironrdp_pdu::rdp::capability_sets::{client_codecs_capabilities, MajorPlatformType, RailSupportLevel};
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
+
+use crate::client::{Timeouts, Verifier};
+use crate::tls;
 
 /// A password or PIN. Its `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -80,6 +84,8 @@ pub struct ClientConfig {
     enable_nla: bool,
     server_pointer: bool,
     client_name: String,
+    timeouts: Timeouts,
+    verifier: Verifier,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -94,6 +100,8 @@ impl fmt::Debug for ClientConfig {
             .field("enable_tls", &self.enable_tls)
             .field("enable_nla", &self.enable_nla)
             .field("server_pointer", &self.server_pointer)
+            .field("timeouts", &self.timeouts)
+            .field("verifier", &self.verifier)
             .finish_non_exhaustive()
     }
 }
@@ -117,7 +125,36 @@ impl ClientConfig {
             enable_nla: true,
             server_pointer: true,
             client_name: "async-rdp".to_owned(),
+            timeouts: Timeouts::default(),
+            // Safe by default: nothing is trusted until the caller says what to trust. The
+            // refusal logs the presented fingerprint so that it can be checked and pinned.
+            verifier: Arc::new(tls::Pinned::new([])),
         }
+    }
+
+    /// Sets the per-phase timeouts.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets how the server's certificate is verified. The default trusts nothing; use
+    /// [`tls::Pinned`] for a known certificate, or any rustls `ServerCertVerifier`.
+    #[must_use]
+    pub fn with_certificate_verifier(mut self, verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// The per-phase timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The certificate verifier.
+    pub fn verifier(&self) -> Verifier {
+        Arc::clone(&self.verifier)
     }
 
     /// Sets the Windows domain.

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Tls,
     /// The RDP connection sequence (IronRDP's connector) reported an error.
     Connector,
+    /// The active session (IronRDP's session processor) reported an error.
+    Session,
     /// The server refused the credentials.
     Authentication,
     /// A Kerberos KDC or KDC proxy request failed.
@@ -47,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Leftover => "unconsumed buffered bytes",
             ErrorKind::Tls => "tls error",
             ErrorKind::Connector => "connection sequence error",
+            ErrorKind::Session => "session error",
             ErrorKind::Authentication => "authentication failed",
             ErrorKind::Kdc => "kdc request failed",
             ErrorKind::Timeout => "timed out",

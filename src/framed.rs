@@ -326,6 +326,17 @@ impl<S: FramedRead> Framed<S> {
 }
 
 impl<S: FramedWrite> Framed<S> {
+    /// Writes some of `buf`, returning how many bytes the stream accepted; the building block
+    /// for callers that keep their own queue of outgoing bytes across cancellations.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize>> {
+        self.stream.poll_write(cx, buf).map_err(|e| Error::io("write", e))
+    }
+
+    /// The poll form of [`flush`](Self::flush).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.stream.poll_flush(cx).map_err(|e| Error::io("flush", e))
+    }
+
     /// Writes all of `buf` and flushes it, so that the PDU leaves now.
     ///
     /// # Cancel safety

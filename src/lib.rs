@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod config;
 mod connect;
 mod error;
@@ -48,9 +49,11 @@ mod framed;
 #[cfg(feature = "kerberos")]
 pub mod kdc;
 pub mod net;
+mod session;
 mod stream;
 pub mod tls;
 
+pub use crate::client::{connect, connect_with_timings, ClientSession, ClientStream, ConnectTimings, Timeouts};
 pub use crate::config::{ClientConfig, ColorDepth, Secret};
 pub use crate::connect::{
     connect_begin, connect_finalize, drive_step, mark_as_upgraded, perform_credssp, skip_connect_begin, NetworkClient,
@@ -58,6 +61,7 @@ pub use crate::connect::{
 };
 pub use crate::error::{report, Error, ErrorKind, Result};
 pub use crate::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, READ_CHUNK};
+pub use crate::session::{DisconnectReason, Event, Framebuffer, MouseButton, PointerEvent, Rect, Session};
 pub use crate::stream::{FramedRead, FramedWrite, LocalStream, Prefixed, SendStream, StreamWrapper, SyncStream};
 
 pub use ironrdp_connector;
