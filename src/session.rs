@@ -103,6 +103,27 @@ pub enum DisconnectReason {
 }
 
 /// Something that happened in the session.
+///
+/// ```no_run
+/// # async fn handle(session: &mut async_rdp::ClientSession) -> async_rdp::Result<()> {
+/// use async_rdp::{DisconnectReason, Event, PointerEvent};
+///
+/// match session.next_event().await? {
+///     Event::Graphics(rect) => {
+///         let fb = session.framebuffer();
+///         // Copy only the damaged rows of `rect` out of `fb.data` (RGBA, `fb.stride` apart).
+///         let first_row = usize::from(rect.y) * fb.stride;
+///         let _damaged = &fb.data[first_row..first_row + usize::from(rect.height) * fb.stride];
+///     }
+///     Event::Pointer(PointerEvent::Position { x, y }) => println!("pointer at {x},{y}"),
+///     Event::Resized { width, height } => println!("desktop is now {width}x{height}"),
+///     Event::LogonComplete => println!("logged on"),
+///     Event::Disconnected(DisconnectReason::Server(why)) => println!("server said: {why}"),
+///     Event::Disconnected(other) => println!("ended: {other:?}"),
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {

@@ -5,13 +5,64 @@
 //! NTLM) against one configured user, and the rest of the connection sequence. It listens on
 //! 127.0.0.1 only and serves one connection at a time, on the caller's task: nothing here
 //! spawns a thread or a task.
+//!
+//! # The session
+//!
+//! After the connection sequence, [`Connection::run`] (or [`DemoServer::serve_one`]) serves
+//! the active session, as a future the caller polls:
+//!
+//! 1. two Save Session Info PDUs ([MS-RDPBCGR] 2.2.10.1): a Logon Info Version 2 (the logon
+//!    is complete, with a session id), then a Logon Info Extended with a server
+//!    auto-reconnect cookie (ARC_SC_PRIVATE_PACKET: that session id and 16 random bytes);
+//! 2. the pointer, fast-path: a Pointer Position update (centre of the desktop), then a
+//!    32 x 32, 32 bpp New Pointer update (an arrow with alpha);
+//! 3. [`ServerEvent::Connected`], then the whole desktop as fast-path Bitmap Updates
+//!    (uncompressed 32 bpp, bottom-up BGRX rows, tiles of at most 64 x 40, as many tiles of one
+//!    row per PDU as fit in the fast-path limit of 0x7FFF bytes), then
+//!    [`ServerEvent::FrameSent`];
+//! 4. then, until the session ends, whichever comes first of: a client PDU (input is reported
+//!    as events; Refresh Rect and Suppress Output redraw; Shutdown Request is answered with
+//!    Shutdown Denied; an MCS Disconnect Provider Ultimatum or end of stream ends the
+//!    session), a [`Command`] from the owner (resize by deactivation-reactivation, graceful
+//!    disconnect, abrupt drop, redraw), or the animation timer ([`Config::animate`]), which
+//!    redraws only [`animated_region`].
+//!
+//! The desktop is a static test pattern, [`pattern_pixel`], built so that a decoding error
+//! (an off-by-one, swapped channels, a flipped row) changes some pixel; a client that decodes
+//! correctly shows exactly `pattern_pixel` everywhere outside [`animated_region`] (and
+//! everywhere, when nothing animates).
+//!
+//! ```no_run
+//! # async_std::task::block_on(async {
+//! use async_rdp_demo_server::{Command, Config, DemoServer, ServerEvent};
+//! use futures::channel::mpsc;
+//!
+//! let server = DemoServer::bind(Config::default()).await?;
+//! let (events, mut reported) = mpsc::unbounded::<ServerEvent>();
+//! let (commands, received) = mpsc::unbounded::<Command>();
+//! // Poll this together with a client on the same thread (futures::join!, select!, ...).
+//! server.serve_one(events, received).await?;
+//! # drop((commands, reported));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # });
+//! ```
+//!
+//! [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod pattern;
+mod pdu;
+mod session;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_rdp::{drive_step, Error, ErrorKind, LocalFramed, Prefixed};
 use async_std::net::{TcpListener, TcpStream};
+use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use ironrdp_acceptor::credssp::CredsspSequence;
@@ -25,6 +76,10 @@ use ironrdp_pdu::nego::SecurityProtocol;
 use ironrdp_pdu::rdp::capability_sets::{self as caps, CapabilitySet};
 use ironrdp_pdu::rdp::client_info::Credentials;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub use crate::pattern::{animated_region, pattern_pixel};
+use crate::session::SessionSettings;
+pub use crate::session::{Command, MouseButton, ServerEvent};
 
 /// The security protocol the server insists on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +101,10 @@ pub struct Config {
     pub security: Security,
     /// Initial desktop size.
     pub desktop: DesktopSize,
+    /// `None` (the default): draw the desktop once, then only when asked (Refresh Rect,
+    /// Suppress Output, [`Command::Redraw`], a resize). `Some(period)`: also redraw the clock
+    /// in [`animated_region`] every `period`.
+    pub animate: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -55,6 +114,7 @@ impl std::fmt::Debug for Config {
             .field("password", &"<redacted>")
             .field("security", &self.security)
             .field("desktop", &self.desktop)
+            .field("animate", &self.animate)
             .finish()
     }
 }
@@ -69,6 +129,7 @@ impl Default for Config {
                 width: 1280,
                 height: 720,
             },
+            animate: None,
         }
     }
 }
@@ -85,12 +146,16 @@ pub struct DemoServer {
 /// The TLS stream a connection runs on.
 pub type ServerStream = TlsStream<Prefixed<TcpStream>>;
 
-/// One accepted connection that completed the RDP connection sequence.
+/// One accepted connection that completed the RDP connection sequence. Serve it with
+/// [`Connection::run`].
 pub struct Connection {
     /// The framed TLS stream, positioned at the start of the active session.
     pub framed: LocalFramed<ServerStream>,
     /// What the acceptor learned from the client (capabilities, channels, credentials).
     pub result: AcceptorResult,
+    /// The finished acceptor, kept for deactivation-reactivation.
+    acceptor: Acceptor,
+    settings: SessionSettings,
 }
 
 impl DemoServer {
@@ -149,9 +214,52 @@ impl DemoServer {
 
     /// Accepts one TCP connection and runs the whole connection sequence on it.
     pub async fn accept(&self) -> Result<Connection, Error> {
+        let tcp = self.accept_tcp().await?;
+        self.handshake(tcp).await
+    }
+
+    /// Accepts one connection and runs its session to the end ([`accept`](Self::accept)
+    /// then [`Connection::run`]).
+    pub async fn serve_one(
+        &self,
+        events: UnboundedSender<ServerEvent>,
+        commands: UnboundedReceiver<Command>,
+    ) -> Result<(), Error> {
+        self.accept().await?.run(events, commands).await
+    }
+
+    /// Serves connections one after another, forever (for demos and screenshots), animating
+    /// the clock if [`Config::animate`] says so.
+    ///
+    /// A connection that fails (handshake, authentication, a misbehaving client) is logged
+    /// and the next one accepted; only a failure of the listening socket ends the loop.
+    pub async fn serve_forever(&self) -> Result<(), Error> {
+        loop {
+            let tcp = self.accept_tcp().await?;
+            let peer = tcp.peer_addr().ok();
+            let connection = match self.handshake(tcp).await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    log::warn!(
+                        "Demo server: connection from {peer:?} failed: {}",
+                        async_rdp::report(&e)
+                    );
+                    continue;
+                }
+            };
+            // Nobody listens to the events, and no command ever comes.
+            let (events, _) = mpsc::unbounded();
+            let (_, commands) = mpsc::unbounded();
+            if let Err(e) = connection.run(events, commands).await {
+                log::warn!("Demo server: session with {peer:?} failed: {}", async_rdp::report(&e));
+            }
+        }
+    }
+
+    async fn accept_tcp(&self) -> Result<TcpStream, Error> {
         let (tcp, _) = self.listener.accept().await.map_err(|e| Error::io("accept", e))?;
         tcp.set_nodelay(true).map_err(|e| Error::io("accept", e))?;
-        self.handshake(tcp).await
+        Ok(tcp)
     }
 
     async fn handshake(&self, tcp: TcpStream) -> Result<Connection, Error> {
@@ -194,7 +302,17 @@ impl DemoServer {
         loop {
             if let Some(result) = acceptor.get_result() {
                 log::info!("Demo server: client connected");
-                return Ok(Connection { framed, result });
+                let settings = SessionSettings {
+                    desktop: self.config.desktop,
+                    animate: self.config.animate,
+                    user_name: self.config.username.clone(),
+                };
+                return Ok(Connection {
+                    framed,
+                    result,
+                    acceptor,
+                    settings,
+                });
             }
             drive_step(&mut framed, &mut acceptor, &mut buf, "server activation").await?;
         }

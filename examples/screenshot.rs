@@ -1,0 +1,216 @@
+//! Connects to an RDP server, waits until the desktop has been drawn, and writes it to a PNG,
+//! printing each phase with its duration.
+//!
+//! ```text
+//! cargo run --release --example screenshot                       # built-in demo server
+//! cargo run --release --example screenshot -- rdp://user:pass@host:3389 --pin AB:CD:... -o shot.png
+//! ```
+//!
+//! "Drawn" means no screen update for `--settle` milliseconds (default 500), or `--deadline`
+//! seconds (default 20) after the session started, whichever comes first. Against a real
+//! server the certificate must be pinned with `--pin <SHA-256>`; without it the connection is
+//! refused and the fingerprint is logged (`RUST_LOG=warn`) so you can check and pin it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_rdp::{connect_with_timings, tls, ClientConfig, ColorDepth, Event};
+use common::{ms, Target};
+use futures::FutureExt;
+
+struct Options {
+    target: Option<Target>,
+    output: String,
+    pins: Vec<[u8; 32]>,
+    settle: Duration,
+    deadline: Duration,
+    size: (u16, u16),
+    depth: ColorDepth,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        target: None,
+        output: "screenshot.png".into(),
+        pins: Vec::new(),
+        settle: Duration::from_millis(500),
+        deadline: Duration::from_secs(20),
+        size: (1280, 720),
+        depth: ColorDepth::Bpp32,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "-o" | "--output" => o.output = value("-o")?,
+            "--pin" => {
+                let pin = value("--pin")?;
+                o.pins
+                    .push(tls::parse_fingerprint(&pin).ok_or(format!("bad fingerprint {pin:?}"))?);
+            }
+            "--settle" => o.settle = Duration::from_millis(value("--settle")?.parse().map_err(|_| "bad --settle")?),
+            "--deadline" => {
+                o.deadline = Duration::from_secs(value("--deadline")?.parse().map_err(|_| "bad --deadline")?)
+            }
+            "--size" => {
+                let v = value("--size")?;
+                let (w, h) = v.split_once('x').ok_or("--size is WIDTHxHEIGHT")?;
+                o.size = (
+                    w.parse().map_err(|_| "bad width")?,
+                    h.parse().map_err(|_| "bad height")?,
+                );
+            }
+            "--bpp" => {
+                o.depth = match value("--bpp")?.as_str() {
+                    "16" => ColorDepth::Bpp16,
+                    "32" => ColorDepth::Bpp32,
+                    other => return Err(format!("--bpp takes 16 or 32, not {other}")),
+                }
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: screenshot [rdp://user:pass@host:port] [-o out.png] [--pin SHA256] \
+                     [--settle MS] [--deadline S] [--size WxH] [--bpp 16|32]"
+                );
+                std::process::exit(0);
+            }
+            other => o.target = Some(Target::parse(other)?),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    env_logger::init();
+    let result = parse_args().and_then(|options| async_std::task::block_on(run(options)));
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    match &options.target {
+        Some(target) => {
+            let config = ClientConfig::new(&target.username, target.password.as_str())
+                .with_certificate_verifier(Arc::new(tls::Pinned::new(options.pins.clone())));
+            shoot(&target.addr(), config, &options).await
+        }
+        None => {
+            let server_config = async_rdp_demo_server::Config {
+                animate: Some(Duration::from_secs(1)),
+                ..async_rdp_demo_server::Config::default()
+            };
+            let server = async_rdp_demo_server::DemoServer::bind(server_config.clone())
+                .await
+                .map_err(|e| format!("demo server: {e}"))?;
+            let addr = server.local_addr().map_err(|e| e.to_string())?;
+            println!(
+                "demo server listening on {addr} (in-process, NLA, user {:?})",
+                server_config.username
+            );
+            let config = ClientConfig::new(&server_config.username, server_config.password.as_str())
+                .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+            // The server and the client share this one thread; the server stops with the client.
+            let serve = server.serve_forever().fuse();
+            let addr = addr.to_string();
+            let client = shoot(&addr, config, &options).fuse();
+            futures::pin_mut!(serve, client);
+            futures::select! {
+                result = client => result,
+                served = serve => Err(format!("demo server stopped: {:?}", served.err().map(|e| async_rdp::report(&e)))),
+            }
+        }
+    }
+}
+
+async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), String> {
+    let config = config.with_desktop_size(o.size.0, o.size.1).with_color_depth(o.depth);
+    println!("connecting to {addr}");
+    let started = Instant::now();
+    let (mut session, t) = connect_with_timings(addr, config)
+        .await
+        .map_err(|e| async_rdp::report(&e))?;
+    let line = |name: &str, d: Duration| println!("  {name:<12} {:>8.1} ms", ms(d));
+    line("tcp", t.tcp);
+    line("negotiation", t.negotiation);
+    line("tls", t.tls);
+    if let Some(nla) = t.nla {
+        line("nla", nla);
+    }
+    if let Some(licensing) = t.licensing {
+        line("licensing", licensing);
+    }
+    line("activation", t.activation);
+
+    let session_start = Instant::now();
+    let mut first_frame = None;
+    let mut last_update = session_start;
+    let mut updates = 0u32;
+    let deadline = session_start + o.deadline;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            println!("  (deadline reached before the screen settled)");
+            break;
+        }
+        let wait = if first_frame.is_some() {
+            (last_update + o.settle)
+                .saturating_duration_since(now)
+                .min(deadline - now)
+        } else {
+            deadline - now
+        };
+        let event = async_rdp::net::with_timeout(wait, "settle", session.next_event()).await;
+        match event {
+            Ok(Event::Graphics(_)) => {
+                updates += 1;
+                last_update = Instant::now();
+                if first_frame.is_none() {
+                    first_frame = Some(last_update - session_start);
+                    line("first frame", last_update - session_start);
+                }
+            }
+            Ok(Event::Disconnected(reason)) => return Err(format!("server ended the session: {reason:?}")),
+            Ok(_) => {}
+            Err(e) if e.kind() == async_rdp::ErrorKind::Timeout => {
+                if first_frame.is_some() {
+                    line("settled", last_update.duration_since(session_start) + o.settle);
+                    break;
+                }
+            }
+            Err(e) => return Err(async_rdp::report(&e)),
+        }
+    }
+
+    let fb = session.framebuffer();
+    write_png(&o.output, fb.data, fb.width, fb.height, fb.stride)?;
+    println!(
+        "wrote {} ({}x{}, {updates} updates) in {:.1} ms total",
+        o.output,
+        fb.width,
+        fb.height,
+        ms(started.elapsed())
+    );
+    if let Err(e) = session.shutdown(Duration::from_secs(2)).await {
+        log::warn!("Shutdown: {}", async_rdp::report(&e));
+    }
+    Ok(())
+}
+
+fn write_png(path: &str, rgba: &[u8], width: u16, height: u16, stride: usize) -> Result<(), String> {
+    let file = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), u32::from(width), u32::from(height));
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    let row = usize::from(width) * 4;
+    let mut packed = Vec::with_capacity(row * usize::from(height));
+    for y in 0..usize::from(height) {
+        packed.extend_from_slice(&rgba[y * stride..y * stride + row]);
+    }
+    writer.write_image_data(&packed).map_err(|e| e.to_string())?;
+    Ok(())
+}

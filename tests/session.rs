@@ -1,0 +1,455 @@
+//! End-to-end: `connect` and `Session` against the demo server over real loopback TCP and
+//! real TLS, client and server on one thread.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_rdp::{
+    connect, connect_with_timings, tls, ClientConfig, ClientSession, DisconnectReason, ErrorKind, Event, MouseButton,
+};
+use async_rdp_demo_server::{animated_region, pattern_pixel, Command, Config, DemoServer, Security, ServerEvent};
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::{FutureExt, StreamExt};
+
+type BoxError = Box<dyn std::error::Error>;
+type TestResult = Result<(), BoxError>;
+
+/// The test's side of the demo server: what it reports, and a way to command it.
+struct Server {
+    events: UnboundedReceiver<ServerEvent>,
+    commands: UnboundedSender<Command>,
+    addr: String,
+    config: Config,
+    certificate: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl Server {
+    fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(&self.config.username, self.config.password.as_str())
+            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&self.certificate)))
+    }
+
+    /// The next server event that `pick` accepts, skipping others, within 10 s.
+    async fn wait_for<T>(&mut self, mut pick: impl FnMut(&ServerEvent) -> Option<T>) -> Result<T, BoxError> {
+        let wait = async {
+            while let Some(event) = self.events.next().await {
+                if let Some(found) = pick(&event) {
+                    return Ok(found);
+                }
+            }
+            Err::<T, BoxError>("demo server stopped reporting".into())
+        };
+        async_std::future::timeout(Duration::from_secs(10), wait).await?
+    }
+
+    fn command(&self, command: Command) -> TestResult {
+        self.commands.unbounded_send(command)?;
+        Ok(())
+    }
+}
+
+/// Runs `client` against a fresh demo server on this thread; the server is dropped when the
+/// client is done. The whole test is bounded by 30 s.
+fn run<F, Fut>(config: Config, client: F) -> TestResult
+where
+    F: FnOnce(Server) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    async_std::task::block_on(async {
+        let server = DemoServer::bind(config.clone()).await?;
+        let (event_tx, event_rx) = unbounded();
+        let (command_tx, command_rx) = unbounded();
+        let handle = Server {
+            events: event_rx,
+            commands: command_tx,
+            addr: server.local_addr()?.to_string(),
+            config,
+            certificate: server.certificate().clone(),
+        };
+        let serving = server.serve_one(event_tx, command_rx).fuse();
+        let client = client(handle).fuse();
+        futures::pin_mut!(serving, client);
+        let both = async {
+            loop {
+                futures::select! {
+                    result = client => return result,
+                    result = serving => {
+                        if let Err(e) = result {
+                            eprintln!("demo server ended with: {}", async_rdp::report(&e));
+                        }
+                    }
+                }
+            }
+        };
+        async_std::future::timeout(Duration::from_secs(30), both).await?
+    })
+}
+
+fn config(security: Security) -> Config {
+    Config {
+        security,
+        ..Config::default()
+    }
+}
+
+/// Reads events until the session has been quiet for a moment, then checks that the
+/// framebuffer shows the demo pattern everywhere outside the animated region; retries until it
+/// does, or fails after 10 s with the first differing pixel.
+async fn wait_for_pattern(session: &mut ClientSession) -> TestResult {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        drain_until_quiet(session, Duration::from_millis(200)).await?;
+        let Some((x, y, got, want)) = first_mismatch(session) else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            return Err(format!("pixel ({x},{y}) is {got:?}, the server drew {want:?}").into());
+        }
+    }
+}
+
+/// Processes events until none has come for `quiet`.
+async fn drain_until_quiet(session: &mut ClientSession, quiet: Duration) -> TestResult {
+    loop {
+        match async_std::future::timeout(quiet, session.next_event()).await {
+            Err(_) => return Ok(()),
+            Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+        }
+    }
+}
+
+#[expect(clippy::type_complexity, reason = "a test helper's tuple")]
+fn first_mismatch(session: &ClientSession) -> Option<(u16, u16, Option<[u8; 4]>, [u8; 4])> {
+    let fb = session.framebuffer();
+    let skip = animated_region(fb.width, fb.height);
+    for y in 0..fb.height {
+        for x in 0..fb.width {
+            if (skip.left..=skip.right).contains(&x) && (skip.top..=skip.bottom).contains(&y) {
+                continue;
+            }
+            let want = pattern_pixel(x, y, fb.width, fb.height);
+            let got = fb.pixel(x, y);
+            if got != Some(want) {
+                return Some((x, y, got, want));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn tls_session_shows_exactly_what_the_server_drew() -> TestResult {
+    run(config(Security::Tls), |mut server| async move {
+        let config = server.client_config().with_security(true, false);
+        let (mut session, timings) = connect_with_timings(&server.addr, config).await?;
+        assert!(timings.nla.is_none(), "TLS-only: no NLA phase");
+        server
+            .wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()))
+            .await?;
+        wait_for_pattern(&mut session).await?;
+        let fb = session.framebuffer();
+        assert_eq!((fb.width, fb.height, fb.stride), (1280, 720, 1280 * 4));
+        Ok(())
+    })
+}
+
+#[test]
+fn nla_session_shows_exactly_what_the_server_drew() -> TestResult {
+    run(config(Security::Nla), |mut server| async move {
+        let (mut session, timings) = connect_with_timings(&server.addr, server.client_config()).await?;
+        assert!(timings.nla.is_some(), "NLA was negotiated and timed");
+        server
+            .wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()))
+            .await?;
+        wait_for_pattern(&mut session).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn wrong_password_is_an_authentication_error() -> TestResult {
+    run(config(Security::Nla), |server| async move {
+        let config = ClientConfig::new(&server.config.username, "wrong-password")
+            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&server.certificate)));
+        let err = connect(&server.addr, config)
+            .await
+            .err()
+            .ok_or("connected with a wrong password")?;
+        assert_eq!(err.kind(), ErrorKind::Authentication, "{}", async_rdp::report(&err));
+        assert_eq!(err.context(), "nla");
+        Ok(())
+    })
+}
+
+#[test]
+fn untrusted_certificate_fails_in_the_tls_phase() -> TestResult {
+    run(config(Security::Nla), |server| async move {
+        let config = ClientConfig::new(&server.config.username, server.config.password.as_str());
+        let err = connect(&server.addr, config)
+            .await
+            .err()
+            .ok_or("connected to an untrusted server")?;
+        assert_eq!(err.kind(), ErrorKind::Tls, "{}", async_rdp::report(&err));
+        assert_eq!(err.context(), "tls");
+        Ok(())
+    })
+}
+
+#[test]
+fn logon_complete_and_auto_reconnect_cookie() -> TestResult {
+    run(config(Security::Nla), |_server| async move {
+        let mut server = _server;
+        let mut session = connect(&server.addr, server.client_config()).await?;
+        let mut logon = false;
+        while !logon || session.auto_reconnect_cookie().is_none() {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::LogonComplete => logon = true,
+                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                _ => {}
+            }
+        }
+        server
+            .wait_for(|e| matches!(e, ServerEvent::Connected { .. }).then_some(()))
+            .await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn resize_rebuilds_the_framebuffer() -> TestResult {
+    run(config(Security::Tls), |mut server| async move {
+        let config = server.client_config().with_security(true, false);
+        let mut session = connect(&server.addr, config).await?;
+        wait_for_pattern(&mut session).await?;
+        server.command(Command::Resize {
+            width: 800,
+            height: 600,
+        })?;
+        loop {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::Resized { width, height } => {
+                    assert_eq!((width, height), (800, 600));
+                    break;
+                }
+                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                _ => {}
+            }
+        }
+        let fb = session.framebuffer();
+        assert_eq!((fb.width, fb.height, fb.stride), (800, 600, 800 * 4));
+        server
+            .wait_for(|e| {
+                matches!(
+                    e,
+                    ServerEvent::Resized {
+                        width: 800,
+                        height: 600
+                    }
+                )
+                .then_some(())
+            })
+            .await?;
+        wait_for_pattern(&mut session).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn input_arrives_with_the_right_values() -> TestResult {
+    run(config(Security::Nla), |mut server| async move {
+        let mut session = connect(&server.addr, server.client_config()).await?;
+        session.key(0x1E, false, true)?; // 'A' down
+        session.key(0x1E, false, false)?;
+        session.key(0x4B, true, true)?; // extended left arrow
+        session.key_unicode('é', true)?;
+        session.mouse_move(123, 45)?;
+        session.mouse_button(MouseButton::Right, true)?;
+        session.mouse_button(MouseButton::Right, false)?;
+        session.mouse_wheel(120)?;
+        session.release_all()?; // releases the arrow key
+        session.flush().await?;
+
+        let mut next = async || {
+            server
+                .wait_for(|e| {
+                    (!matches!(e, ServerEvent::Connected { .. } | ServerEvent::FrameSent { .. })).then(|| e.clone())
+                })
+                .await
+        };
+        assert_eq!(
+            next().await?,
+            ServerEvent::Key {
+                scancode: 0x1E,
+                extended: false,
+                pressed: true
+            }
+        );
+        assert_eq!(
+            next().await?,
+            ServerEvent::Key {
+                scancode: 0x1E,
+                extended: false,
+                pressed: false
+            }
+        );
+        assert_eq!(
+            next().await?,
+            ServerEvent::Key {
+                scancode: 0x4B,
+                extended: true,
+                pressed: true
+            }
+        );
+        assert_eq!(
+            next().await?,
+            ServerEvent::Unicode {
+                code: 0xE9,
+                pressed: true
+            }
+        );
+        assert_eq!(next().await?, ServerEvent::MouseMove { x: 123, y: 45 });
+        assert_eq!(
+            next().await?,
+            ServerEvent::MouseButton {
+                button: async_rdp_demo_server::MouseButton::Right,
+                pressed: true,
+                x: 123,
+                y: 45
+            }
+        );
+        assert_eq!(
+            next().await?,
+            ServerEvent::MouseButton {
+                button: async_rdp_demo_server::MouseButton::Right,
+                pressed: false,
+                x: 123,
+                y: 45
+            }
+        );
+        assert_eq!(
+            next().await?,
+            ServerEvent::Wheel {
+                vertical: true,
+                delta: 120
+            }
+        );
+        assert_eq!(
+            next().await?,
+            ServerEvent::Key {
+                scancode: 0x4B,
+                extended: true,
+                pressed: false
+            }
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn full_redraw_request_reaches_the_server() -> TestResult {
+    run(config(Security::Tls), |mut server| async move {
+        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        session.request_full_redraw()?;
+        session.flush().await?;
+        server
+            .wait_for(|e| matches!(e, ServerEvent::RefreshRequested).then_some(()))
+            .await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn graceful_shutdown() -> TestResult {
+    run(config(Security::Nla), |mut server| async move {
+        let mut session = connect(&server.addr, server.client_config()).await?;
+        session.shutdown(Duration::from_secs(5)).await?;
+        assert!(session.is_closed());
+        server
+            .wait_for(|e| matches!(e, ServerEvent::ShutdownRequested).then_some(()))
+            .await?;
+        server
+            .wait_for(|e| matches!(e, ServerEvent::Disconnected).then_some(()))
+            .await?;
+        let err = session.next_event().await.err().ok_or("events after shutdown")?;
+        assert_eq!(err.kind(), ErrorKind::Closed);
+        Ok(())
+    })
+}
+
+#[test]
+fn server_dropping_the_connection_is_a_disconnect_event() -> TestResult {
+    run(config(Security::Tls), |server| async move {
+        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        server.command(Command::Drop)?;
+        loop {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::Disconnected(DisconnectReason::ConnectionLost(_)) => return Ok(()),
+                Event::Disconnected(other) => return Err(format!("unexpected reason {other:?}").into()),
+                _ => {}
+            }
+        }
+    })
+}
+
+#[test]
+fn server_disconnect_reports_its_reason() -> TestResult {
+    run(config(Security::Tls), |server| async move {
+        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        server.command(Command::Disconnect)?;
+        loop {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::Disconnected(DisconnectReason::Server(reason)) => {
+                    assert!(!reason.is_empty());
+                    return Ok(());
+                }
+                Event::Disconnected(other) => return Err(format!("unexpected reason {other:?}").into()),
+                _ => {}
+            }
+        }
+    })
+}
+
+#[test]
+fn next_event_is_cancel_safe_in_a_select() -> TestResult {
+    run(config(Security::Tls), |_server| async move {
+        let server = _server;
+        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        // Race every call against a very short timer, so that many calls are cancelled in
+        // the middle of a frame; the picture must still come out exact.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut cancelled = 0u32;
+        let mut quiet = 0u32;
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err("the picture never completed".into());
+            }
+            futures::select! {
+                event = session.next_event().fuse() => {
+                    quiet = 0;
+                    if let Event::Disconnected(reason) = event? {
+                        return Err(format!("disconnected: {reason:?}").into());
+                    }
+                }
+                _ = async_std::task::sleep(Duration::from_micros(50)).fuse() => {
+                    cancelled += 1;
+                    quiet += 1;
+                }
+            }
+            // Compare after a quiet spell only: a full comparison is slow in a debug build.
+            if quiet >= 1000 {
+                if first_mismatch(&session).is_none() {
+                    break;
+                }
+                quiet = 0;
+            }
+        }
+        assert!(
+            cancelled > 0,
+            "the race never cancelled a call; the test proves nothing"
+        );
+        Ok(())
+    })
+}
