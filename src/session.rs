@@ -416,7 +416,7 @@ impl<S> Session<S> {
                     pointer_software_rendering,
                     static_channel_chunk_size,
                 ) {
-                    return Err(Error::new(ErrorKind::Session, "reactivation").with_detail(format!(
+                    return Err(Error::new(ErrorKind::Session, "session").with_detail(format!(
                         "server sent an invalid channel chunk size {static_channel_chunk_size}"
                     )));
                 }
@@ -482,7 +482,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                         let pdu = match ready!(self.framed.poll_read_by_hint(cx, hint)) {
                             Ok(pdu) => pdu,
                             Err(e) => {
-                                self.lost_or_fail(e.in_context("reactivation"))?;
+                                self.lost_or_fail(e.in_context("session"))?;
                                 continue;
                             }
                         };
@@ -490,7 +490,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                     }
                     None => activation.step_no_input(&mut self.scratch),
                 }
-                .map_err(|e| connector_error("reactivation", e))?;
+                .map_err(|e| connector_error("session", e))?;
                 if let Some(len) = written.size() {
                     self.out.extend_from_slice(&self.scratch.filled()[..len]);
                 }
@@ -545,13 +545,14 @@ impl<S: FramedRead + FramedWrite> Session<S> {
             return Poll::Ready(Ok(()));
         }
         while self.out_pos < self.out.len() {
-            let n = ready!(self.framed.poll_write(cx, &self.out[self.out_pos..]))?;
+            let n =
+                ready!(self.framed.poll_write(cx, &self.out[self.out_pos..])).map_err(|e| e.in_context("session"))?;
             if n == 0 {
-                return Poll::Ready(Err(Error::io("send", std::io::ErrorKind::WriteZero.into())));
+                return Poll::Ready(Err(Error::io("session", std::io::ErrorKind::WriteZero.into())));
             }
             self.out_pos += n;
         }
-        ready!(self.framed.poll_flush(cx))?;
+        ready!(self.framed.poll_flush(cx)).map_err(|e| e.in_context("session"))?;
         self.out.clear();
         self.out_pos = 0;
         Poll::Ready(Ok(()))
