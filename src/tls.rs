@@ -146,17 +146,37 @@ pub fn subject_public_key(certificate: &CertificateDer<'_>) -> Result<Vec<u8>> {
 
 /// Turns a handshake I/O error into an [`ErrorKind::Tls`] error, keeping the rustls cause.
 pub(crate) fn tls_error(context: &'static str, error: std::io::Error) -> Error {
-    let detail = match error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(reason)) => format!("peer certificate refused: {reason:?}"),
-        Some(rustls::Error::AlertReceived(alert)) => format!("peer sent alert {alert:?}"),
-        Some(other) => other.to_string(),
-        None => error.to_string(),
-    };
     let kind = match error.kind() {
         std::io::ErrorKind::UnexpectedEof => ErrorKind::UnexpectedEof,
         _ => ErrorKind::Tls,
     };
-    Error::new(kind, context).with_detail(detail).with_source(error)
+    let refused = Error::new(kind, context);
+    match error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        // A verifier's own reason (such as `Pinned`'s) is the whole story; keep it as the source
+        // rather than rustls' Debug rendering of it.
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => {
+            let reason = Arc::clone(&other.0);
+            refused
+                .with_detail(format!("server certificate refused: {reason}"))
+                .with_source(Box::new(reason))
+        }
+        Some(rustls::Error::InvalidCertificate(reason)) => {
+            let detail = format!("server certificate refused: {reason:?}");
+            refused.with_detail(detail).with_source(error)
+        }
+        Some(rustls::Error::AlertReceived(alert)) => {
+            let detail = format!("peer sent alert {alert:?}");
+            refused.with_detail(detail).with_source(error)
+        }
+        Some(other) => {
+            let detail = other.to_string();
+            refused.with_detail(detail).with_source(error)
+        }
+        None => {
+            let detail = error.to_string();
+            refused.with_detail(detail).with_source(error)
+        }
+    }
 }
 
 /// The SHA-256 fingerprint of a DER certificate, the way browsers and `openssl x509
@@ -236,9 +256,9 @@ impl ServerCertVerifier for Pinned {
                 "Server certificate SHA-256 {} matches no pinned fingerprint",
                 format_fingerprint(&presented)
             );
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                rustls::OtherError(Arc::new(NotPinned(presented))),
+            )))
         }
     }
 
@@ -264,3 +284,20 @@ impl ServerCertVerifier for Pinned {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// Why [`Pinned`] refused a certificate: it names the fingerprint, so that a user can check it
+/// out of band and pin it.
+#[derive(Debug)]
+struct NotPinned([u8; 32]);
+
+impl std::fmt::Display for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "its SHA-256 fingerprint {} is not trusted (check it out of band, then pin it)",
+            format_fingerprint(&self.0)
+        )
+    }
+}
+
+impl std::error::Error for NotPinned {}
