@@ -64,15 +64,17 @@ fn parse_args() -> Result<Options, String> {
             }
             "--bpp" => {
                 o.depth = match value("--bpp")?.as_str() {
+                    "15" => ColorDepth::Bpp15,
                     "16" => ColorDepth::Bpp16,
+                    "24" => ColorDepth::Bpp24,
                     "32" => ColorDepth::Bpp32,
-                    other => return Err(format!("--bpp takes 16 or 32, not {other}")),
+                    other => return Err(format!("--bpp takes 15, 16, 24 or 32, not {other}")),
                 }
             }
             "-h" | "--help" => {
                 println!(
                     "usage: screenshot [rdp://user:pass@host:port] [-o out.png] [--pin SHA256] \
-                     [--settle MS] [--deadline S] [--size WxH] [--bpp 16|32]"
+                     [--settle MS] [--deadline S] [--size WxH] [--bpp 15|16|24|32]"
                 );
                 std::process::exit(0);
             }

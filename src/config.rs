@@ -12,6 +12,15 @@ use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
 use crate::client::{Timeouts, Verifier};
 use crate::tls;
 
+/// The surface codecs this build can decode, in IronRDP's names.
+const SURFACE_CODECS: &[&str] = &[
+    "remotefx",
+    #[cfg(feature = "qoi")]
+    "qoi",
+    #[cfg(feature = "qoiz")]
+    "qoiz",
+];
+
 /// A password or PIN. Its `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -55,8 +64,12 @@ impl fmt::Display for Secret {
 /// Bits per pixel the client asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorDepth {
+    /// 15 bpp (RGB 555): interleaved RLE bitmaps.
+    Bpp15,
     /// 16 bpp (RGB 565): half the bandwidth, interleaved RLE bitmaps.
     Bpp16,
+    /// 24 bpp: interleaved RLE bitmaps.
+    Bpp24,
     /// 32 bpp: planar and RemoteFX bitmaps.
     Bpp32,
 }
@@ -79,7 +92,7 @@ pub struct ClientConfig {
     domain: Option<String>,
     desktop: DesktopSize,
     color_depth: ColorDepth,
-    remotefx: bool,
+    codecs: Vec<&'static str>,
     enable_tls: bool,
     enable_nla: bool,
     server_pointer: bool,
@@ -96,7 +109,7 @@ impl fmt::Debug for ClientConfig {
             .field("domain", &self.domain)
             .field("desktop", &(self.desktop.width, self.desktop.height))
             .field("color_depth", &self.color_depth)
-            .field("remotefx", &self.remotefx)
+            .field("codecs", &self.codecs)
             .field("enable_tls", &self.enable_tls)
             .field("enable_nla", &self.enable_nla)
             .field("server_pointer", &self.server_pointer)
@@ -120,7 +133,7 @@ impl ClientConfig {
                 height: 720,
             },
             color_depth: ColorDepth::Bpp32,
-            remotefx: true,
+            codecs: SURFACE_CODECS.to_vec(),
             enable_tls: true,
             enable_nla: true,
             server_pointer: true,
@@ -178,10 +191,23 @@ impl ClientConfig {
         self
     }
 
-    /// Offers RemoteFX (on by default) or only the lossless bitmap codecs.
+    /// Offers RemoteFX (on by default) or not. Shorthand for [`with_codecs`](Self::with_codecs).
     #[must_use]
     pub fn with_remotefx(mut self, on: bool) -> Self {
-        self.remotefx = on;
+        self.codecs.retain(|c| *c != "remotefx");
+        if on {
+            self.codecs.insert(0, "remotefx");
+        }
+        self
+    }
+
+    /// Chooses the surface codecs to offer, by name: `remotefx` (lossy), and with the crate's
+    /// `qoi`/`qoiz` features `qoi` and `qoiz` (lossless). Unknown or not compiled-in names are
+    /// ignored. With none, the server sends classic bitmap updates (planar at 32 bpp,
+    /// interleaved RLE below). All compiled-in codecs are offered by default.
+    #[must_use]
+    pub fn with_codecs(mut self, names: &[&str]) -> Self {
+        self.codecs = SURFACE_CODECS.iter().copied().filter(|c| names.contains(c)).collect();
         self
     }
 
@@ -217,12 +243,12 @@ impl ClientConfig {
     ///
     /// The result holds the password: never format it with `{:?}`.
     pub fn connector_config(&self) -> ironrdp_connector::Config {
-        let codecs = if self.remotefx {
-            client_codecs_capabilities(&[])
-        } else {
-            client_codecs_capabilities(&["remotefx:off"])
-        }
-        .unwrap_or_default();
+        let spec: Vec<String> = SURFACE_CODECS
+            .iter()
+            .map(|c| format!("{c}:{}", if self.codecs.contains(c) { "on" } else { "off" }))
+            .collect();
+        let spec: Vec<&str> = spec.iter().map(String::as_str).collect();
+        let codecs = client_codecs_capabilities(&spec).unwrap_or_default();
         ironrdp_connector::Config {
             desktop_size: self.desktop,
             monitor_layout: None,
@@ -249,9 +275,11 @@ impl ClientConfig {
             connection_type: ConnectionType::Lan,
             ime_file_name: String::new(),
             bitmap: Some(BitmapConfig {
-                lossy_compression: self.remotefx,
+                lossy_compression: self.codecs.contains(&"remotefx"),
                 color_depth: match self.color_depth {
+                    ColorDepth::Bpp15 => 15,
                     ColorDepth::Bpp16 => 16,
+                    ColorDepth::Bpp24 => 24,
                     ColorDepth::Bpp32 => 32,
                 },
                 codecs,
