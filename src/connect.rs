@@ -95,9 +95,32 @@ where
         ClientConnectorState::ConnectionInitiationSendRequest
             | ClientConnectorState::ConnectionInitiationWaitConfirm { .. }
     ) {
-        drive_step(framed, connector, &mut buf, "negotiation").await?;
+        if let Err(e) = drive_step(framed, connector, &mut buf, "negotiation").await {
+            return Err(explain_negotiation(e, &connector.config));
+        }
     }
     skip_connect_begin(connector)
+}
+
+/// A refused negotiation, with which protocol was missing when the client offered only one:
+/// IronRDP's message names the protocol flags, not what to do about them.
+fn explain_negotiation(error: Error, config: &ironrdp_connector::Config) -> Error {
+    if error.kind() != ErrorKind::Connector {
+        return error;
+    }
+    let hint = match (config.enable_tls, config.enable_credssp) {
+        (false, true) => {
+            "the server does not accept NLA (CredSSP), the only security protocol offered; \
+                          offer TLS too to reach servers without NLA"
+        }
+        (true, false) => {
+            "the server does not accept TLS without NLA, the only security protocol offered; \
+                          offer NLA (CredSSP) too"
+        }
+        _ => return error,
+    };
+    // The connector's own words stay in the source chain (`report` shows them after this).
+    error.with_detail(hint)
 }
 
 /// For a connector whose negotiation was done elsewhere: checks that it now expects the TLS
@@ -396,5 +419,9 @@ fn is_auth_failure(error: &ironrdp_connector::sspi::Error) -> bool {
     matches!(
         error.error_type,
         K::LogonDenied | K::NoCredentials | K::UnknownCredentials | K::WrongPrincipalName | K::TimeSkew
-    ) || error.nstatus.is_some_and(|status| REFUSALS.contains(&status))
+    ) || error.nstatus.is_some_and(|status| {
+        // sspi's own CredSSP server (IronRDP's) reports SEC_E_LOGON_DENIED with the NTSTATUS
+        // customer bit pattern 0xC007030C rather than STATUS_LOGON_FAILURE.
+        REFUSALS.contains(&status) || status == S(0xC007_030C)
+    })
 }

@@ -243,6 +243,7 @@ pub struct Session<S> {
     pressed_buttons: Vec<MouseButton>,
     mouse: (u16, u16),
     state: State,
+    shutdown_requested: bool,
 }
 
 impl<S> std::fmt::Debug for Session<S> {
@@ -298,6 +299,7 @@ impl<S> Session<S> {
             pressed_buttons: Vec::new(),
             mouse: (0, 0),
             state: State::Active,
+            shutdown_requested: false,
         }
     }
 
@@ -357,8 +359,14 @@ impl<S> Session<S> {
                 ActiveStageOutput::PointerBitmap(pointer) => {
                     self.events.push_back(Event::Pointer(PointerEvent::Bitmap(pointer)));
                 }
+                // IronRDP calls an MCS "user requested" ultimatum user-initiated even when the
+                // server sends it on its own (xrdp does, after a failed logon): only a shutdown
+                // we asked for is ours.
                 ActiveStageOutput::Terminate(reason) => self.end(match reason {
-                    GracefulDisconnectReason::UserInitiated => DisconnectReason::Client,
+                    GracefulDisconnectReason::UserInitiated if self.shutdown_requested => DisconnectReason::Client,
+                    GracefulDisconnectReason::UserInitiated => DisconnectReason::Server(
+                        "the server closed the session (MCS disconnect ultimatum, reason \"user requested\")".into(),
+                    ),
                     other => DisconnectReason::Server(other.description()),
                 }),
                 ActiveStageOutput::SaveSessionInfo { logon_complete } => {
@@ -579,6 +587,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     /// Not cancel safe: it may stop between the shutdown request and the close.
     pub async fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         if self.state == State::Active {
+            self.shutdown_requested = true;
             let frames = self
                 .stage
                 .graceful_shutdown()

@@ -1,0 +1,657 @@
+//! `ironrdp-peer`: a loopback-only RDP server on `ironrdp-server` 0.13, for interop tests.
+//!
+//! Events go to stdout as one JSON object per line (flushed after each line); commands come
+//! from stdin, one per line. Logs (`RUST_LOG`) go to stderr. See README.md for the protocol.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{bail, Context as _, Result};
+use ironrdp_displaycontrol::pdu::DisplayControlMonitorLayout;
+use ironrdp_pdu::rdp::capability_sets::{server_codecs_capabilities, BitmapCodecs, CodecProperty};
+use ironrdp_server::tokio_rustls::{rustls, TlsAcceptor};
+use ironrdp_server::{
+    BitmapUpdate, CredentialDecision, CredentialValidationError, CredentialValidator, Credentials, DesktopSize,
+    DisplayUpdate, KeyboardEvent, MouseEvent, PixelFormat, RdpServer, RdpServerDisplay, RdpServerDisplayUpdates,
+    RdpServerInputHandler,
+};
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::mpsc;
+
+/// The largest width or height accepted for the desktop.
+const MAX_DIMENSION: u16 = 8192;
+
+const USAGE: &str = "\
+usage: ironrdp-peer [options]
+  --port N               TCP port on the bind address; 0 = ephemeral (default 0)
+  --bind IP              loopback address to listen on (default 127.0.0.1; others refused)
+  --security tls|hybrid  TLS only, or NLA (CredSSP/NTLM over TLS) (default tls)
+  --user U --password P  the account; required for hybrid, optional for tls
+  --check-credentials    tls only: refuse a logon whose user/password differ from --user/--password
+  --width W --height H   initial desktop size (default 1024x768)
+  --codecs LIST          comma-separated codecs the server offers, e.g. remotefx,qoi,qoiz or ''
+                         (none); 'default' = ironrdp-server's default (all); entries may be
+                         name:on / name:off (default: default)
+  --key ecdsa|rsa        certificate key type (default ecdsa, P-256; rsa = 2048-bit)
+  --exit-on-eof          exit when stdin reaches end of file (for test harnesses)
+  -h, --help             this text
+stdin commands: 'resize W H', 'quit'";
+
+/// Writes one JSON event line to stdout and flushes it. Never prints a password: no caller
+/// passes one.
+fn emit(event: Value) {
+    let line = event.to_string();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    // If stdout is gone there is nobody to tell; keep serving.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Security {
+    Tls,
+    Hybrid,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KeyType {
+    Ecdsa,
+    Rsa,
+}
+
+struct Options {
+    bind: IpAddr,
+    port: u16,
+    security: Security,
+    user: Option<String>,
+    password: Option<String>,
+    check_credentials: bool,
+    width: u16,
+    height: u16,
+    /// `None`: ironrdp-server's default configuration.
+    codecs: Option<String>,
+    key: KeyType,
+    exit_on_eof: bool,
+}
+
+fn parse_dimension(name: &str, text: &str) -> Result<u16> {
+    let value: u16 = text.parse().with_context(|| format!("{name}: not a number: {text:?}"))?;
+    if value == 0 || value > MAX_DIMENSION {
+        bail!("{name} must be in 1..={MAX_DIMENSION}, not {value}");
+    }
+    Ok(value)
+}
+
+fn parse_args() -> Result<Options> {
+    let mut o = Options {
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 0,
+        security: Security::Tls,
+        user: None,
+        password: None,
+        check_credentials: false,
+        width: 1024,
+        height: 768,
+        codecs: None,
+        key: KeyType::Ecdsa,
+        exit_on_eof: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--port" => o.port = value()?.parse().context("--port: not a port number")?,
+            "--bind" => {
+                let text = value()?;
+                o.bind = text.parse().with_context(|| format!("--bind: not an IP address: {text:?}"))?;
+            }
+            "--security" => {
+                o.security = match value()?.as_str() {
+                    "tls" => Security::Tls,
+                    "hybrid" | "nla" => Security::Hybrid,
+                    other => bail!("--security takes tls or hybrid, not {other:?}"),
+                }
+            }
+            "--user" => o.user = Some(value()?),
+            "--password" => o.password = Some(value()?),
+            "--check-credentials" => o.check_credentials = true,
+            "--width" => o.width = parse_dimension("--width", &value()?)?,
+            "--height" => o.height = parse_dimension("--height", &value()?)?,
+            "--codecs" => o.codecs = Some(value()?),
+            "--key" => {
+                o.key = match value()?.as_str() {
+                    "ecdsa" => KeyType::Ecdsa,
+                    "rsa" => KeyType::Rsa,
+                    other => bail!("--key takes ecdsa or rsa, not {other:?}"),
+                }
+            }
+            "--exit-on-eof" => o.exit_on_eof = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    if !o.bind.is_loopback() {
+        bail!("refusing to listen on {}: only loopback addresses are allowed", o.bind);
+    }
+    if o.security == Security::Hybrid && (o.user.is_none() || o.password.is_none()) {
+        bail!("--security hybrid needs --user and --password");
+    }
+    if o.check_credentials && (o.security != Security::Tls || o.user.is_none() || o.password.is_none()) {
+        bail!("--check-credentials needs --security tls, --user and --password");
+    }
+    Ok(o)
+}
+
+/// The codec names ironrdp-pdu 0.9's `server_codecs_capabilities` knows (with ironrdp-server's
+/// default features `qoi` and `qoiz`).
+const KNOWN_CODECS: [&str; 3] = ["remotefx", "qoi", "qoiz"];
+
+/// Turns `--codecs` into the configuration strings for `server_codecs_capabilities`.
+///
+/// That function turns every codec ON unless told `name:off`, so a plain list is made exact
+/// here: listed names become `name:on`, every other known codec `name:off`. Entries that
+/// already say `:on` / `:off` pass through. `None` or `"default"` gives `[]` (all on).
+fn codec_config(list: Option<&str>) -> Vec<String> {
+    let list = match list {
+        None => return Vec::new(),
+        Some(list) if list.trim() == "default" => return Vec::new(),
+        Some(list) => list,
+    };
+    let entries: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let mut config: Vec<String> = Vec::new();
+    for known in KNOWN_CODECS {
+        let mentioned = entries
+            .iter()
+            .any(|e| *e == known || e.split_once(':').is_some_and(|(name, _)| name == known));
+        if !mentioned {
+            config.push(format!("{known}:off"));
+        }
+    }
+    for entry in entries {
+        if entry.contains(':') {
+            config.push(entry.to_owned());
+        } else {
+            config.push(format!("{entry}:on"));
+        }
+    }
+    config
+}
+
+/// The codecs in the server's Bitmap Codecs capability, by name, for the `listening` event.
+fn codec_list(codecs: &BitmapCodecs) -> Vec<&'static str> {
+    codecs
+        .0
+        .iter()
+        .map(|codec| match codec.property {
+            CodecProperty::RemoteFx(_) => "remotefx",
+            CodecProperty::ImageRemoteFx(_) => "image-remotefx",
+            CodecProperty::Qoi => "qoi",
+            CodecProperty::QoiZ => "qoiz",
+            CodecProperty::NsCodec(_) => "nscodec",
+            _ => "other",
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Display: the test card, resizes.
+
+/// State shared by the display handler, the stdin commands and the accept loop.
+struct Shared {
+    /// The size sessions are negotiated at and frames are drawn at (what `size()` returns).
+    current: (u16, u16),
+    /// The size asked for last; differs from `current` only while a resize waits for a
+    /// connecting client to become active, or for a reactivation in progress to finish.
+    wanted: (u16, u16),
+    /// The sender of the active session's display-update stream.
+    session: Option<mpsc::UnboundedSender<DisplayUpdate>>,
+    /// A client is connected (from accept until `run_connection` returns).
+    connected: bool,
+    /// A resize was asked for; report it when the reactivated session has its frame.
+    resize_pending: bool,
+    /// A `DisplayUpdate::Resize` was sent to the session and it has not reactivated yet. The
+    /// reactivation is negotiated at that resize's size (`current`), so later resizes wait
+    /// for `updates()` rather than change `current` under it.
+    in_flight: bool,
+}
+
+#[derive(Clone)]
+struct SharedHandle(Arc<Mutex<Shared>>);
+
+impl SharedHandle {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding this lock leaves plain data behind; carry on with it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks for a new desktop size: applied at once to an active session (deactivation-
+    /// reactivation), at the next activation of a connecting client, or immediately when no
+    /// client is connected.
+    fn resize(&self, width: u16, height: u16) {
+        let mut s = self.lock();
+        s.wanted = (width, height);
+        if s.in_flight {
+            // Applied by `updates()` when the reactivation in progress is done.
+            s.resize_pending = true;
+            return;
+        }
+        let size = DesktopSize { width, height };
+        if let Some(tx) = &s.session {
+            if tx.send(DisplayUpdate::Resize(size)).is_ok() {
+                s.current = (width, height);
+                s.in_flight = true;
+                s.resize_pending = true;
+                return;
+            }
+        }
+        if s.connected {
+            // Mid connection sequence (or between deactivation and reactivation): `updates()`
+            // will send the resize as soon as the session is active.
+            s.resize_pending = true;
+            return;
+        }
+        s.current = (width, height);
+        drop(s);
+        emit(json!({"event": "resized", "width": width, "height": height, "active": false}));
+    }
+
+    fn connection_started(&self) {
+        self.lock().connected = true;
+    }
+
+    fn connection_ended(&self) {
+        let mut s = self.lock();
+        s.connected = false;
+        s.session = None;
+        s.in_flight = false;
+        let pending = std::mem::take(&mut s.resize_pending) || s.wanted != s.current;
+        s.current = s.wanted;
+        let (width, height) = s.current;
+        drop(s);
+        if pending {
+            emit(json!({"event": "resized", "width": width, "height": height, "active": false}));
+        }
+    }
+}
+
+fn full_frame(width: u16, height: u16) -> Result<BitmapUpdate> {
+    let w = NonZeroU16::new(width).context("zero width")?;
+    let h = NonZeroU16::new(height).context("zero height")?;
+    let stride = NonZeroUsize::new(usize::from(width) * 4).context("zero stride")?;
+    Ok(BitmapUpdate {
+        x: 0,
+        y: 0,
+        width: w,
+        height: h,
+        // B, G, R, X in memory: what IronRDP's uncompressed surface path (codec id 0) assumes
+        // on the client side, and accepted by every ironrdp-server encoder.
+        format: PixelFormat::BgrX32,
+        data: ironrdp_peer::pattern_bgrx(width, height).into(),
+        stride,
+    })
+}
+
+struct PatternDisplay {
+    shared: SharedHandle,
+}
+
+struct PatternUpdates {
+    rx: mpsc::UnboundedReceiver<DisplayUpdate>,
+}
+
+#[async_trait::async_trait]
+impl RdpServerDisplayUpdates for PatternUpdates {
+    async fn next_update(&mut self) -> Result<Option<DisplayUpdate>> {
+        // `recv` is cancel-safe, as ironrdp-server requires.
+        Ok(self.rx.recv().await)
+    }
+}
+
+#[async_trait::async_trait]
+impl RdpServerDisplay for PatternDisplay {
+    async fn size(&mut self) -> DesktopSize {
+        let (width, height) = self.shared.lock().current;
+        DesktopSize { width, height }
+    }
+
+    /// Called by ironrdp-server each time a session becomes active (first activation and
+    /// every reactivation after a resize).
+    async fn updates(&mut self) -> Result<Box<dyn RdpServerDisplayUpdates>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut s = self.shared.lock();
+        s.in_flight = false;
+        if s.wanted != s.current {
+            // A resize arrived while this client was connecting: the session was negotiated at
+            // `current`, so resize it now; the reactivation comes back here with the frame.
+            let (width, height) = s.wanted;
+            s.current = s.wanted;
+            s.in_flight = true;
+            s.resize_pending = true;
+            let _ = tx.send(DisplayUpdate::Resize(DesktopSize { width, height }));
+            s.session = Some(tx);
+            return Ok(Box::new(PatternUpdates { rx }));
+        }
+        let (width, height) = s.current;
+        let _ = tx.send(DisplayUpdate::Bitmap(full_frame(width, height)?));
+        s.session = Some(tx);
+        let report_resize = std::mem::take(&mut s.resize_pending);
+        drop(s);
+        emit(json!({"event": "activated", "width": width, "height": height}));
+        if report_resize {
+            emit(json!({"event": "resized", "width": width, "height": height, "active": true}));
+        }
+        Ok(Box::new(PatternUpdates { rx }))
+    }
+
+    /// A Display Control (MS-RDPEDISP) monitor layout from the client: reported, and the primary
+    /// monitor's size applied like a `resize` command.
+    fn request_layout(&mut self, layout: DisplayControlMonitorLayout) {
+        let monitors = layout.monitors();
+        let Some(primary) = monitors.iter().find(|m| m.is_primary()).or_else(|| monitors.first()) else {
+            return;
+        };
+        let (width, height) = primary.dimensions();
+        emit(json!({
+            "event": "layout_request",
+            "width": width,
+            "height": height,
+            "monitors": monitors.len(),
+        }));
+        match (u16::try_from(width), u16::try_from(height)) {
+            (Ok(w @ 1..=MAX_DIMENSION), Ok(h @ 1..=MAX_DIMENSION)) => self.shared.resize(w, h),
+            _ => emit(json!({"event": "error", "message": format!("layout {width}x{height} ignored")})),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input.
+
+struct JsonInput;
+
+impl RdpServerInputHandler for JsonInput {
+    fn keyboard(&mut self, event: KeyboardEvent) {
+        let line = match event {
+            KeyboardEvent::Pressed { code, extended } => {
+                json!({"event": "key", "code": code, "extended": extended, "pressed": true})
+            }
+            KeyboardEvent::Released { code, extended } => {
+                json!({"event": "key", "code": code, "extended": extended, "pressed": false})
+            }
+            KeyboardEvent::UnicodePressed(code) => unicode_event(code, true),
+            KeyboardEvent::UnicodeReleased(code) => unicode_event(code, false),
+            KeyboardEvent::Synchronize(flags) => {
+                // TS_SYNC_EVENT toggle flags: 1 scroll lock, 2 num lock, 4 caps lock, 8 kana lock.
+                let bits = flags.bits();
+                json!({
+                    "event": "sync",
+                    "flags": bits,
+                    "scroll_lock": bits & 0x01 != 0,
+                    "num_lock": bits & 0x02 != 0,
+                    "caps_lock": bits & 0x04 != 0,
+                    "kana_lock": bits & 0x08 != 0,
+                })
+            }
+        };
+        emit(line);
+    }
+
+    fn mouse(&mut self, event: MouseEvent) {
+        let button = |name: &str, pressed: bool| json!({"event": "mouse_button", "button": name, "pressed": pressed});
+        let line = match event {
+            MouseEvent::Move { x, y } => json!({"event": "mouse_move", "x": x, "y": y}),
+            MouseEvent::LeftPressed => button("left", true),
+            MouseEvent::LeftReleased => button("left", false),
+            MouseEvent::RightPressed => button("right", true),
+            MouseEvent::RightReleased => button("right", false),
+            MouseEvent::MiddlePressed => button("middle", true),
+            MouseEvent::MiddleReleased => button("middle", false),
+            MouseEvent::Button4Pressed => button("x1", true),
+            MouseEvent::Button4Released => button("x1", false),
+            MouseEvent::Button5Pressed => button("x2", true),
+            MouseEvent::Button5Released => button("x2", false),
+            MouseEvent::VerticalScroll { value } => json!({"event": "wheel", "vertical": true, "delta": value}),
+            MouseEvent::Scroll { x, y } => json!({"event": "scroll", "x": x, "y": y}),
+            MouseEvent::RelMove { x, y } => json!({"event": "mouse_rel", "dx": x, "dy": y}),
+        };
+        emit(line);
+    }
+}
+
+fn unicode_event(code: u16, pressed: bool) -> Value {
+    let mut v = json!({"event": "unicode", "code": code, "pressed": pressed});
+    // A lone UTF-16 unit; surrogate halves have no char of their own.
+    if let Some(c) = char::from_u32(u32::from(code)) {
+        v["char"] = Value::String(c.to_string());
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials (TLS security only: with hybrid, CredSSP checks them against --user/--password).
+
+struct ReportCredentials {
+    /// With `--check-credentials`: the only accepted user and password.
+    expected: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl CredentialValidator for ReportCredentials {
+    async fn validate(&self, credentials: &Credentials) -> Result<CredentialDecision, CredentialValidationError> {
+        let accepted = match &self.expected {
+            None => true,
+            Some((user, password)) => credentials.username == *user && credentials.password == *password,
+        };
+        // The password is never printed.
+        emit(json!({
+            "event": "credentials",
+            "username": credentials.username,
+            "domain": credentials.domain,
+            "accepted": accepted,
+        }));
+        Ok(if accepted { CredentialDecision::Accept } else { CredentialDecision::Reject })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS identity.
+
+struct Identity {
+    acceptor: TlsAcceptor,
+    /// SHA-256 over the certificate's DER, `AB:CD:...`.
+    fingerprint: String,
+    /// The subjectPublicKey BIT STRING's bytes, which CredSSP binds to.
+    public_key: Vec<u8>,
+}
+
+fn make_identity(key: KeyType) -> Result<Identity> {
+    let key_pair = match key {
+        KeyType::Ecdsa => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::Rsa => rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256),
+    }
+    .context("generate key pair")?;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .context("certificate parameters")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "ironrdp-peer");
+    let cert = params.self_signed(&key_pair).context("self-sign certificate")?;
+    let cert_der = cert.der().clone();
+    let fingerprint = ironrdp_peer::colon_hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert_der).as_ref());
+    // For ECDSA the uncompressed point, for RSA the PKCS#1 RSAPublicKey: in both cases the
+    // content of the certificate's subjectPublicKey BIT STRING.
+    let public_key = key_pair.public_key_raw().to_vec();
+    let private_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], private_key)
+        .context("TLS certificate")?;
+    Ok(Identity {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        fingerprint,
+        public_key,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn handle_command(line: &str, shared: &SharedHandle) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [] => {}
+        ["quit"] | ["exit"] => {
+            emit(json!({"event": "quit"}));
+            std::process::exit(0);
+        }
+        ["resize", w, h] => match (parse_dimension("width", w), parse_dimension("height", h)) {
+            (Ok(w), Ok(h)) => shared.resize(w, h),
+            (Err(e), _) | (_, Err(e)) => emit(json!({"event": "error", "message": format!("{e:#}")})),
+        },
+        _ => emit(json!({"event": "error", "message": format!("unknown command {line:?}")})),
+    }
+}
+
+async fn read_commands(shared: SharedHandle, exit_on_eof: bool) {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => handle_command(&line, &shared),
+            Ok(None) | Err(_) => {
+                if exit_on_eof {
+                    emit(json!({"event": "quit"}));
+                    std::process::exit(0);
+                }
+                // Without --exit-on-eof a closed stdin (e.g. `< /dev/null`) just ends commands.
+                return;
+            }
+        }
+    }
+}
+
+async fn run(o: Options) -> Result<()> {
+    let codec_config = codec_config(o.codecs.as_deref());
+    let codec_refs: Vec<&str> = codec_config.iter().map(String::as_str).collect();
+    let codecs = server_codecs(&codec_refs)?;
+
+    let identity = make_identity(o.key)?;
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(o.bind, o.port))
+        .await
+        .with_context(|| format!("bind {}:{}", o.bind, o.port))?;
+    let local = listener.local_addr().context("local address")?;
+
+    let shared = SharedHandle(Arc::new(Mutex::new(Shared {
+        current: (o.width, o.height),
+        wanted: (o.width, o.height),
+        session: None,
+        connected: false,
+        resize_pending: false,
+        in_flight: false,
+    })));
+
+    let builder = RdpServer::builder().with_addr(local);
+    let builder = match o.security {
+        Security::Tls => builder.with_tls(identity.acceptor.clone()),
+        Security::Hybrid => builder.with_hybrid(identity.acceptor.clone(), identity.public_key.clone()),
+    };
+    let validator: Option<Arc<dyn CredentialValidator>> = match o.security {
+        Security::Tls => Some(Arc::new(ReportCredentials {
+            expected: if o.check_credentials {
+                o.user.clone().zip(o.password.clone())
+            } else {
+                None
+            },
+        })),
+        Security::Hybrid => None,
+    };
+    let mut server = builder
+        .with_input_handler(JsonInput)
+        .with_display_handler(PatternDisplay { shared: shared.clone() })
+        .with_bitmap_codecs(codecs.clone())
+        .with_credential_validator(validator)
+        .build();
+    if o.security == Security::Hybrid {
+        server.set_credentials(Some(Credentials {
+            username: o.user.clone().unwrap_or_default(),
+            password: o.password.clone().unwrap_or_default(),
+            domain: None,
+        }));
+    }
+
+    emit(json!({
+        "event": "listening",
+        "port": local.port(),
+        "fingerprint": identity.fingerprint,
+        "address": local.ip().to_string(),
+        "security": match o.security { Security::Tls => "tls", Security::Hybrid => "hybrid" },
+        "width": o.width,
+        "height": o.height,
+        "codecs": codec_list(&codecs),
+        "user": o.user,
+    }));
+
+    tokio::spawn(read_commands(shared.clone(), o.exit_on_eof));
+
+    // One client at a time, like `RdpServer::run`; others wait in the listen backlog. Own loop
+    // rather than `run()` so that connects and disconnects can be reported.
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        shared.connection_started();
+        emit(json!({"event": "connected", "peer": peer.to_string()}));
+        let result = server.run_connection(stream).await;
+        match result {
+            Ok(()) => emit(json!({"event": "disconnected", "peer": peer.to_string()})),
+            Err(e) => {
+                log::warn!("connection from {peer} ended: {e:#}");
+                emit(json!({"event": "disconnected", "peer": peer.to_string(), "error": format!("{e:#}")}));
+            }
+        }
+        // After `disconnected`, so that a resize left pending is reported after it.
+        shared.connection_ended();
+    }
+}
+
+fn server_codecs(config: &[&str]) -> Result<BitmapCodecs> {
+    server_codecs_capabilities(config).map_err(|e| anyhow::anyhow!("--codecs {config:?}: {}", e.trim()))
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ironrdp-peer: {e:#}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ironrdp-peer: tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(options)) {
+        emit(json!({"event": "error", "message": format!("{e:#}")}));
+        eprintln!("ironrdp-peer: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,759 @@
+//! Interoperability with RDP servers no one here wrote, over real loopback sockets:
+//!
+//! - **xrdp** 0.9 (Debian 12, Xorg backend), started through `../shared/peers/start-xrdp.sh`
+//!   (override with `RDP_PEERS_SCRIPTS`); it needs root and installs itself on first use.
+//! - **IronRDP's server crate** (`ironrdp-server` 0.13) as a separate process:
+//!   `interop/ironrdp-peer`, built by `.ci/run` into `target/ironrdp-peer/release/ironrdp-peer`
+//!   (override with `IRONRDP_PEER_BIN`).
+//!
+//! A peer that is missing makes its tests print `SKIPPED` and pass — unless
+//! `ASYNC_RDP_INTEROP=require` is set (as `.ci/run` does), which turns every missing peer into
+//! a failure, so that a skip can never pass for a green run.
+//!
+//! Which codec each server really used is proven from IronRDP's decoder logs, captured by a
+//! logger installed here. The tests run one at a time (one xrdp instance, one log capture).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_rdp::{tls, ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+type BoxError = Box<dyn std::error::Error>;
+type TestResult = Result<(), BoxError>;
+
+// ---------------------------------------------------------------------------------------------
+// Harness: serial execution, skipping, decoder-log capture.
+
+/// Holds the interop lock for a test: one peer configuration and one log capture at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    decoder_log().lock().unwrap_or_else(|p| p.into_inner()).clear();
+    guard
+}
+
+fn required() -> bool {
+    std::env::var("ASYNC_RDP_INTEROP").is_ok_and(|v| v == "require")
+}
+
+/// A missing peer: a failure when peers are required, a visible skip otherwise.
+fn missing(what: &str) -> TestResult {
+    if required() {
+        Err(format!("ASYNC_RDP_INTEROP=require but {what}").into())
+    } else {
+        eprintln!("SKIPPED: {what} (set ASYNC_RDP_INTEROP=require to make this a failure)");
+        Ok(())
+    }
+}
+
+/// What IronRDP's fast-path decoder said about each bitmap or surface command.
+fn decoder_log() -> &'static Mutex<Vec<String>> {
+    static LOG: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        struct Capture;
+        impl log::Log for Capture {
+            fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+                metadata.target().starts_with("ironrdp_session::fast_path")
+            }
+            fn log(&self, record: &log::Record<'_>) {
+                if !self.enabled(record.metadata()) {
+                    return;
+                }
+                let text = record.args().to_string();
+                if text.contains("BitmapData")
+                    || text.contains("Surface bits")
+                    || text.contains("BITMAP_STREAM")
+                    || text.contains("Uncompressed")
+                {
+                    decoder_log().lock().unwrap_or_else(|p| p.into_inner()).push(text);
+                }
+            }
+            fn flush(&self) {}
+        }
+        // Only this test binary's process: the library itself never installs a logger.
+        if log::set_boxed_logger(Box::new(Capture)).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+        Mutex::new(Vec::new())
+    })
+}
+
+/// How many captured decoder lines contain `needle`.
+fn decoded(needle: &str) -> usize {
+    decoder_log()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+fn decoder_summary() -> String {
+    let log = decoder_log().lock().unwrap_or_else(|p| p.into_inner());
+    let mut kinds: Vec<String> = log
+        .iter()
+        .map(|l| l.chars().take(90).collect::<String>())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(6)
+        .collect();
+    kinds.insert(0, format!("{} lines", log.len()));
+    kinds.join(" | ")
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    async_std::task::block_on(future)
+}
+
+/// Connects, then processes events until the screen has been quiet for `settle` after the
+/// first update (or 20 s pass). Returns the session for more checks.
+async fn screenshot(addr: &str, config: ClientConfig, settle: Duration) -> Result<ClientSession, BoxError> {
+    let mut session = async_rdp::connect(addr, config).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen_graphics = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return if seen_graphics {
+                Ok(session)
+            } else {
+                Err("no graphics within 20 s".into())
+            };
+        }
+        let wait = if seen_graphics { settle.min(left) } else { left };
+        match async_std::future::timeout(wait, session.next_event()).await {
+            Err(_) if seen_graphics => return Ok(session),
+            Err(_) => {}
+            Ok(Ok(Event::Graphics(_))) => seen_graphics = true,
+            Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+        }
+    }
+}
+
+fn close_to(got: [u8; 4], want: [u8; 3], tolerance: u8) -> bool {
+    (0..3).all(|i| got[i].abs_diff(want[i]) <= tolerance)
+}
+
+fn assert_pixel(session: &ClientSession, x: u16, y: u16, want: [u8; 3], tolerance: u8) -> TestResult {
+    let got = session
+        .framebuffer()
+        .pixel(x, y)
+        .ok_or("pixel outside the framebuffer")?;
+    if close_to(got, want, tolerance) {
+        Ok(())
+    } else {
+        Err(format!(
+            "pixel ({x},{y}) is {got:?}, expected {want:?} ± {tolerance}; decoder: {}",
+            decoder_summary()
+        )
+        .into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// xrdp
+
+const XRDP_PORT: &str = "33890";
+const XRDP_USER: &str = "rdpuser";
+const XRDP_PASS: &str = "Rdp-Passw0rd";
+/// The session's desktop background, as the peer's notes say: #2e5e8e.
+const XRDP_BACKGROUND: [u8; 3] = [0x2e, 0x5e, 0x8e];
+/// Points that show the background in xrdp's test session (the xterm, clock and eyes sit in
+/// the top corners).
+const XRDP_BACKGROUND_POINTS: [(u16, u16); 4] = [(640, 600), (100, 500), (700, 100), (1200, 680)];
+
+struct Xrdp {
+    addr: String,
+    fingerprint: [u8; 32],
+}
+
+impl Xrdp {
+    fn config(&self, password: &str) -> ClientConfig {
+        ClientConfig::new(XRDP_USER, password)
+            .with_certificate_verifier(Arc::new(tls::Pinned::new([self.fingerprint])))
+            .with_security(true, false)
+    }
+}
+
+/// Starts (or reuses) xrdp with these settings; `None` when it cannot run here.
+fn start_xrdp(require_credentials: bool) -> Result<Option<Xrdp>, BoxError> {
+    let scripts = std::env::var_os("RDP_PEERS_SCRIPTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"));
+    let script = scripts.join("start-xrdp.sh");
+    if !script.exists() {
+        missing(&format!("no xrdp start script at {}", script.display()))?;
+        return Ok(None);
+    }
+    let output = Command::new(&script)
+        .env("XRDP_PORT", XRDP_PORT)
+        .env("XRDP_SECURITY", "negotiate")
+        .env(
+            "XRDP_REQUIRE_CREDENTIALS",
+            if require_credentials { "true" } else { "false" },
+        )
+        .output()?;
+    if !output.status.success() {
+        missing(&format!(
+            "xrdp did not start ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        ))?;
+        return Ok(None);
+    }
+    // xrdp presents Debian's snakeoil certificate; pin exactly that.
+    let cert = CertificateDer::from_pem_file("/etc/ssl/certs/ssl-cert-snakeoil.pem")?;
+    Ok(Some(Xrdp {
+        addr: format!("127.0.0.1:{XRDP_PORT}"),
+        fingerprint: tls::fingerprint_sha256(&cert),
+    }))
+}
+
+fn xrdp_desktop(config: impl FnOnce(ClientConfig) -> ClientConfig, codec_evidence: &str, tolerance: u8) -> TestResult {
+    let _serial = serial();
+    let Some(xrdp) = start_xrdp(false)? else { return Ok(()) };
+    block_on(async {
+        let mut session = screenshot(&xrdp.addr, config(xrdp.config(XRDP_PASS)), Duration::from_millis(800)).await?;
+        for (x, y) in XRDP_BACKGROUND_POINTS {
+            assert_pixel(&session, x, y, XRDP_BACKGROUND, tolerance)?;
+        }
+        assert!(
+            decoded(codec_evidence) > 0,
+            "no `{codec_evidence}` in the decoder log: {}",
+            decoder_summary()
+        );
+        println!(
+            "xrdp: {codec_evidence}: {} decoder lines; {}",
+            decoded(codec_evidence),
+            decoder_summary()
+        );
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn xrdp_remotefx_desktop() -> TestResult {
+    // RemoteFX is lossy: the flat background comes back within a few levels.
+    xrdp_desktop(|c| c.with_codecs(&["remotefx"]), "RemoteFx", 6)
+}
+
+#[test]
+fn xrdp_planar_32bpp_desktop() -> TestResult {
+    xrdp_desktop(|c| c.with_codecs(&[]), "32 bpp compressed RDP6_BITMAP_STREAM", 0)
+}
+
+#[test]
+fn xrdp_interleaved_rle_24bpp_desktop() -> TestResult {
+    xrdp_desktop(
+        |c| c.with_codecs(&[]).with_color_depth(ColorDepth::Bpp24),
+        "Non-32 bpp compressed RLE_BITMAP_STREAM bpp=24",
+        0,
+    )
+}
+
+#[test]
+fn xrdp_interleaved_rle_16bpp_desktop() -> TestResult {
+    // RGB 565 keeps 5-6-5 bits of each channel: at most 7 levels off after expansion.
+    xrdp_desktop(
+        |c| c.with_codecs(&[]).with_color_depth(ColorDepth::Bpp16),
+        "Non-32 bpp compressed RLE_BITMAP_STREAM bpp=16",
+        7,
+    )
+}
+
+#[test]
+fn xrdp_wrong_password_with_require_credentials_is_a_disconnect() -> TestResult {
+    let _serial = serial();
+    let Some(xrdp) = start_xrdp(true)? else { return Ok(()) };
+    let outcome = block_on(async {
+        let mut session = match async_rdp::connect(&xrdp.addr, xrdp.config("not-the-password")).await {
+            Ok(session) => session,
+            Err(e) => {
+                return Ok::<_, BoxError>(format!("connect failed in {}: {}", e.context(), async_rdp::report(&e)))
+            }
+        };
+        loop {
+            match async_std::future::timeout(Duration::from_secs(15), session.next_event()).await?? {
+                Event::Disconnected(reason) => return Ok(format!("disconnected: {reason:?}")),
+                Event::Graphics(_) => {}
+                _ => {}
+            }
+        }
+    });
+    // Restore the default settings for the other tests.
+    start_xrdp(false)?;
+    let outcome = outcome?;
+    println!("xrdp, wrong password, require_credentials=true: {outcome}");
+    assert!(
+        outcome.contains("disconnected") || outcome.contains("closed"),
+        "expected a disconnect, got: {outcome}"
+    );
+    Ok(())
+}
+
+#[test]
+fn xrdp_nla_only_client_gets_an_error_naming_the_protocol() -> TestResult {
+    let _serial = serial();
+    let Some(xrdp) = start_xrdp(false)? else { return Ok(()) };
+    let config = xrdp.config(XRDP_PASS).with_security(false, true);
+    let err = block_on(async_rdp::connect(&xrdp.addr, config))
+        .err()
+        .ok_or("xrdp accepted an NLA-only client")?;
+    let text = async_rdp::report(&err);
+    println!("xrdp, NLA-only client: {text}");
+    assert_eq!(err.context(), "negotiation", "{text}");
+    assert!(
+        text.contains("NLA") || text.contains("CredSSP"),
+        "the error does not name the protocol: {text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn xrdp_disconnect_and_reconnect() -> TestResult {
+    let _serial = serial();
+    let Some(xrdp) = start_xrdp(false)? else { return Ok(()) };
+    block_on(async {
+        let mut first = screenshot(&xrdp.addr, xrdp.config(XRDP_PASS), Duration::from_millis(500)).await?;
+        first.shutdown(Duration::from_secs(5)).await?;
+        // xrdp keeps the X session for 60 s and hands it to the next logon of the same user.
+        let mut second = screenshot(&xrdp.addr, xrdp.config(XRDP_PASS), Duration::from_millis(500)).await?;
+        for (x, y) in XRDP_BACKGROUND_POINTS {
+            assert_pixel(&second, x, y, XRDP_BACKGROUND, 6)?;
+        }
+        second.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// IronRDP's server (interop/ironrdp-peer)
+
+const PEER_USER: &str = "alice";
+const PEER_PASS: &str = "Peer-Passw0rd";
+
+/// A running `ironrdp-peer` process and the JSON lines it prints.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    addr: String,
+    fingerprint: [u8; 32],
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn config(&self, password: &str) -> ClientConfig {
+        ClientConfig::new(PEER_USER, password).with_certificate_verifier(Arc::new(tls::Pinned::new([self.fingerprint])))
+    }
+
+    /// The next line whose `event` is `name`, within 10 s.
+    fn wait_for(&self, name: &str) -> Result<String, BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let tag = format!("\"event\":\"{name}\"");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(&tag) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return Err(format!("ironrdp-peer printed no {name} event").into()),
+                Err(RecvTimeoutError::Disconnected) => return Err("ironrdp-peer exited".into()),
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) -> TestResult {
+        writeln!(self.stdin, "{line}")?;
+        self.stdin.flush()?;
+        Ok(())
+    }
+}
+
+/// A JSON field's raw value in one of the peer's lines (its lines are flat objects).
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("\"{name}\":");
+    let start = line.find(&key)? + key.len();
+    let rest = &line[start..];
+    let end = if let Some(quoted) = rest.strip_prefix('"') {
+        return quoted.split('"').next();
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(rest[..end].trim())
+}
+
+/// Starts `ironrdp-peer` with these arguments; `None` when the binary is not built.
+fn peer(args: &[&str]) -> Result<Option<Peer>, BoxError> {
+    let bin = std::env::var_os("IRONRDP_PEER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ironrdp-peer/release/ironrdp-peer"));
+    if !bin.exists() {
+        missing(&format!(
+            "ironrdp-peer is not built at {} (see interop/ironrdp-peer/README.md)",
+            bin.display()
+        ))?;
+        return Ok(None);
+    }
+    let mut child = Command::new(&bin)
+        .args([
+            "--port",
+            "0",
+            "--exit-on-eof",
+            "--user",
+            PEER_USER,
+            "--password",
+            PEER_PASS,
+        ])
+        .args(args)
+        // The peer's own warnings (slow encodes and the like) are noise here.
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdin = child.stdin.take().ok_or("no stdin")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, lines) = std::sync::mpsc::channel();
+    // The peer is a separate process; reading its pipe on a helper thread is the test's
+    // business, not the client's (which stays on the test's thread).
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut peer = Peer {
+        child,
+        stdin,
+        lines,
+        addr: String::new(),
+        fingerprint: [0; 32],
+    };
+    let listening = peer.wait_for("listening")?;
+    let port = field(&listening, "port").ok_or("no port in the listening line")?;
+    peer.addr = format!("127.0.0.1:{port}");
+    let fingerprint = field(&listening, "fingerprint").ok_or("no fingerprint in the listening line")?;
+    peer.fingerprint = tls::parse_fingerprint(fingerprint).ok_or("bad fingerprint")?;
+    Ok(Some(peer))
+}
+
+/// The peer's test card (interop/ironrdp-peer/README.md, "The pattern"), recomputed here.
+fn peer_pattern(x: u16, y: u16, width: u16, height: u16) -> [u8; 3] {
+    const BARS: [[u8; 3]; 8] = [
+        [255, 255, 255],
+        [255, 255, 0],
+        [0, 255, 255],
+        [0, 255, 0],
+        [255, 0, 255],
+        [255, 0, 0],
+        [0, 0, 255],
+        [0, 0, 0],
+    ];
+    let (x32, w32) = (u32::from(x), u32::from(width));
+    if x == 0 || y == 0 || x == width - 1 || y == height - 1 {
+        [255, 255, 255]
+    } else if y < height / 2 {
+        BARS[usize::try_from(x32 * 8 / w32).unwrap_or(7)]
+    } else {
+        let v = u8::try_from(x32 * 256 / w32).unwrap_or(255);
+        [v, v, v]
+    }
+}
+
+/// Every pixel against the peer's pattern (exact for lossless codecs); the first miss.
+fn peer_mismatch(session: &ClientSession) -> Option<String> {
+    let fb = session.framebuffer();
+    for y in 0..fb.height {
+        for x in 0..fb.width {
+            let want = peer_pattern(x, y, fb.width, fb.height);
+            let got = fb.pixel(x, y)?;
+            if got[..3] != want {
+                return Some(format!("pixel ({x},{y}) is {got:?}, the server drew {want:?}"));
+            }
+        }
+    }
+    None
+}
+
+/// Lossy check for RemoteFX: sample the middle of each bar and of the ramp.
+fn peer_roughly(session: &ClientSession, tolerance: u8) -> TestResult {
+    let fb = session.framebuffer();
+    for bar in 0..8u16 {
+        let x = bar * fb.width / 8 + fb.width / 16;
+        for y in [fb.height / 8, fb.height / 4, fb.height * 3 / 8] {
+            assert_pixel(session, x, y, peer_pattern(x, y, fb.width, fb.height), tolerance)?;
+        }
+    }
+    for x in [fb.width / 5, fb.width / 2, fb.width * 4 / 5] {
+        let y = fb.height * 3 / 4;
+        assert_pixel(session, x, y, peer_pattern(x, y, fb.width, fb.height), tolerance)?;
+    }
+    Ok(())
+}
+
+fn peer_desktop(peer_args: &[&str], codecs: &[&str], nla: bool, evidence: &str, exact: bool) -> TestResult {
+    let _serial = serial();
+    let Some(peer) = peer(peer_args)? else { return Ok(()) };
+    block_on(async {
+        let config = peer.config(PEER_PASS).with_codecs(codecs).with_security(!nla, nla);
+        let mut session = screenshot(&peer.addr, config, Duration::from_millis(400)).await?;
+        peer.wait_for("activated")?;
+        if exact {
+            if let Some(miss) = peer_mismatch(&session) {
+                return Err(format!("{miss}; decoder: {}", decoder_summary()).into());
+            }
+        } else {
+            peer_roughly(&session, 24)?;
+        }
+        assert!(
+            decoded(evidence) > 0,
+            "no `{evidence}` in the decoder log: {}",
+            decoder_summary()
+        );
+        println!(
+            "ironrdp-peer {peer_args:?}: {evidence}: {} decoder lines",
+            decoded(evidence)
+        );
+        session.shutdown(Duration::from_secs(5)).await?;
+        peer.wait_for("disconnected")?;
+        Ok(())
+    })
+}
+
+#[test]
+fn ironrdp_server_tls_planar_is_exact() -> TestResult {
+    peer_desktop(
+        &["--security", "tls", "--codecs", ""],
+        &[],
+        false,
+        "32 bpp compressed RDP6_BITMAP_STREAM",
+        true,
+    )
+}
+
+#[test]
+fn ironrdp_server_nla_planar_is_exact() -> TestResult {
+    peer_desktop(
+        &["--security", "hybrid", "--codecs", ""],
+        &[],
+        true,
+        "32 bpp compressed RDP6_BITMAP_STREAM",
+        true,
+    )
+}
+
+#[test]
+fn ironrdp_server_uncompressed_surface_bits_are_exact() -> TestResult {
+    // The client offers RemoteFX, the server offers nothing: surface bits with codec id 0.
+    peer_desktop(
+        &["--security", "tls", "--codecs", ""],
+        &["remotefx"],
+        false,
+        "codec_id=CodecId(None)",
+        true,
+    )
+}
+
+#[test]
+fn ironrdp_server_remotefx() -> TestResult {
+    peer_desktop(
+        &["--security", "hybrid", "--codecs", "remotefx"],
+        &["remotefx"],
+        true,
+        "RemoteFx",
+        false,
+    )
+}
+
+#[cfg(feature = "qoi")]
+#[test]
+fn ironrdp_server_qoi_is_exact() -> TestResult {
+    peer_desktop(
+        &["--security", "hybrid", "--codecs", "qoi"],
+        &["qoi"],
+        true,
+        "codec_id=CodecId(QOI)",
+        true,
+    )
+}
+
+#[cfg(feature = "qoiz")]
+#[test]
+fn ironrdp_server_qoiz_is_exact() -> TestResult {
+    peer_desktop(
+        &["--security", "hybrid", "--codecs", "qoiz"],
+        &["qoiz"],
+        true,
+        "codec_id=CodecId(QOIZ)",
+        true,
+    )
+}
+
+#[test]
+fn ironrdp_server_wrong_password_is_an_authentication_error() -> TestResult {
+    let _serial = serial();
+    let Some(peer) = peer(&["--security", "hybrid"])? else {
+        return Ok(());
+    };
+    let err = block_on(async_rdp::connect(&peer.addr, peer.config("wrong-password")))
+        .err()
+        .ok_or("connected with a wrong password")?;
+    assert_eq!(err.kind(), ErrorKind::Authentication, "{}", async_rdp::report(&err));
+    assert_eq!(err.context(), "nla");
+    Ok(())
+}
+
+#[test]
+fn ironrdp_server_receives_input() -> TestResult {
+    let _serial = serial();
+    let Some(peer) = peer(&["--security", "hybrid", "--codecs", ""])? else {
+        return Ok(());
+    };
+    block_on(async {
+        let mut session = screenshot(
+            &peer.addr,
+            peer.config(PEER_PASS).with_codecs(&[]),
+            Duration::from_millis(300),
+        )
+        .await?;
+        session.key(0x1E, false, true)?;
+        session.key(0x1E, false, false)?;
+        session.key_unicode('z', true)?;
+        session.mouse_move(321, 123)?;
+        session.mouse_button(MouseButton::Left, true)?;
+        session.mouse_button(MouseButton::Left, false)?;
+        session.mouse_wheel(-120)?;
+        session.flush().await?;
+
+        let key = peer.wait_for("key")?;
+        assert_eq!(
+            (field(&key, "code"), field(&key, "pressed")),
+            (Some("30"), Some("true")),
+            "{key}"
+        );
+        let key = peer.wait_for("key")?;
+        assert_eq!(
+            (field(&key, "code"), field(&key, "pressed")),
+            (Some("30"), Some("false")),
+            "{key}"
+        );
+        let uni = peer.wait_for("unicode")?;
+        assert_eq!(field(&uni, "code"), Some("122"), "{uni}");
+        let mv = peer.wait_for("mouse_move")?;
+        assert_eq!((field(&mv, "x"), field(&mv, "y")), (Some("321"), Some("123")), "{mv}");
+        let down = peer.wait_for("mouse_button")?;
+        assert_eq!(
+            (field(&down, "button"), field(&down, "pressed")),
+            (Some("left"), Some("true")),
+            "{down}"
+        );
+        let up = peer.wait_for("mouse_button")?;
+        assert_eq!(field(&up, "pressed"), Some("false"), "{up}");
+        let wheel = peer.wait_for("wheel")?;
+        assert_eq!(field(&wheel, "delta"), Some("-120"), "{wheel}");
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn ironrdp_server_resize_reactivates_at_the_new_size() -> TestResult {
+    let _serial = serial();
+    let Some(mut peer) = peer(&["--security", "tls", "--codecs", ""])? else {
+        return Ok(());
+    };
+    block_on(async {
+        let config = peer.config(PEER_PASS).with_codecs(&[]).with_security(true, false);
+        let mut session = screenshot(&peer.addr, config, Duration::from_millis(300)).await?;
+        peer.wait_for("activated")?;
+        peer.command("resize 800 600")?;
+        loop {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::Resized { width, height } => {
+                    assert_eq!((width, height), (800, 600));
+                    break;
+                }
+                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                _ => {}
+            }
+        }
+        peer.wait_for("resized")?;
+        // Let the full frame at the new size arrive, then compare every pixel.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(miss) = peer_mismatch(&session) {
+            if Instant::now() > deadline {
+                return Err(miss.into());
+            }
+            match async_std::future::timeout(Duration::from_millis(300), session.next_event()).await {
+                Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
+                Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+                _ => {}
+            }
+        }
+        assert_eq!(session.framebuffer().width, 800);
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn ironrdp_server_disconnect_and_reconnect() -> TestResult {
+    let _serial = serial();
+    let Some(peer) = peer(&["--security", "hybrid", "--codecs", ""])? else {
+        return Ok(());
+    };
+    block_on(async {
+        for round in 0..2 {
+            let mut session = screenshot(
+                &peer.addr,
+                peer.config(PEER_PASS).with_codecs(&[]),
+                Duration::from_millis(300),
+            )
+            .await?;
+            if let Some(miss) = peer_mismatch(&session) {
+                return Err(format!("round {round}: {miss}").into());
+            }
+            session.shutdown(Duration::from_secs(5)).await?;
+            assert!(session.is_closed());
+            peer.wait_for("disconnected")?;
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn ironrdp_server_going_away_is_a_disconnect_event() -> TestResult {
+    let _serial = serial();
+    let Some(mut peer) = peer(&["--security", "tls", "--codecs", ""])? else {
+        return Ok(());
+    };
+    block_on(async {
+        let config = peer.config(PEER_PASS).with_codecs(&[]).with_security(true, false);
+        let mut session = screenshot(&peer.addr, config, Duration::from_millis(300)).await?;
+        peer.command("quit")?;
+        loop {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::Disconnected(DisconnectReason::ConnectionLost(_) | DisconnectReason::Server(_)) => return Ok(()),
+                Event::Disconnected(other) => return Err(format!("unexpected reason {other:?}").into()),
+                _ => {}
+            }
+        }
+    })
+}
