@@ -2,11 +2,11 @@
 //! capability exchange — with a deadline per phase, phase timings, and one server redirection
 //! followed, ending in a running [`Session`].
 
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use futures_rustls::client::TlsStream;
-use ironrdp_connector::{ClientConnector, ClientConnectorState, ConnectionOutcome, ConnectionResult};
+use ironrdp_connector::{ClientConnector, ClientConnectorState, ConnectionOutcome, ConnectionResult, Credentials};
 use ironrdp_core::WriteBuf;
 use ironrdp_pdu::gcc::{ClientClusterData, RedirectionFlags, RedirectionVersion};
 use ironrdp_pdu::rdp::server_redirection::ServerRedirectionPdu;
@@ -154,6 +154,7 @@ async fn attempt(
     if let Some(redirection) = redirection {
         connector = prepare_redirected(connector, redirection);
     }
+    let mut connector = WipePassword(connector);
     let mut framed = LocalFramed::new(tcp);
 
     let start = Instant::now();
@@ -163,7 +164,11 @@ async fn attempt(
     timings.negotiation = start.elapsed();
 
     let start = Instant::now();
-    let upgraded = net::with_timeout(t.tls, "tls", tls::upgrade(framed, host, config.verifier()))
+    let verifier = config
+        .trust()
+        .verifier_for(host, port_of(addr), redirection.is_some())
+        .map_err(|e| e.in_context("tls"))?;
+    let upgraded = net::with_timeout(t.tls, "tls", tls::upgrade(framed, host, verifier))
         .await
         .map_err(|e| e.in_context("tls"))?;
     timings.tls = start.elapsed();
@@ -211,7 +216,7 @@ async fn attempt(
             t.activation
         };
         let left = limit.saturating_sub(phase_start.elapsed());
-        net::with_timeout(left, phase, drive_step(&mut framed, &mut connector, &mut buf, phase))
+        net::with_timeout(left, phase, drive_step(&mut framed, &mut *connector, &mut buf, phase))
             .await
             .map_err(|e| e.in_context(phase))?;
         if let Some(outcome) = connector.state.take_outcome() {
@@ -297,8 +302,39 @@ fn prepare_redirected(mut connector: ClientConnector, redirection: &ServerRedire
     })
 }
 
-/// Keeps an `Arc` verifier type-erased for [`ClientConfig`].
-pub(crate) type Verifier = Arc<dyn rustls::client::danger::ServerCertVerifier>;
+/// Overwrites the connector's copy of the password when the connection attempt ends, however
+/// it ends (IronRDP's `Credentials` is a plain `String` that would otherwise linger).
+struct WipePassword(ClientConnector);
+
+impl Drop for WipePassword {
+    fn drop(&mut self) {
+        if let Credentials::UsernamePassword { password, .. } = &mut self.0.config.credentials {
+            zeroize::Zeroize::zeroize(password);
+        }
+    }
+}
+
+impl Deref for WipePassword {
+    type Target = ClientConnector;
+    fn deref(&self) -> &ClientConnector {
+        &self.0
+    }
+}
+
+impl DerefMut for WipePassword {
+    fn deref_mut(&mut self) -> &mut ClientConnector {
+        &mut self.0
+    }
+}
+
+/// The port of `host:port` (3389, RDP's, when there is none).
+fn port_of(addr: &str) -> u16 {
+    let after_host = addr.rsplit_once(']').map_or(addr, |(_, rest)| rest);
+    match after_host.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || addr.starts_with('[') => port.parse().unwrap_or(3389),
+        _ => 3389,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -311,5 +347,9 @@ mod tests {
         assert_eq!(host_of("[::1]:3389"), "::1");
         assert_eq!(host_of("example.com"), "example.com");
         assert_eq!(host_of("::1"), "::1");
+        assert_eq!(super::port_of("example.com:3390"), 3390);
+        assert_eq!(super::port_of("[::1]:3391"), 3391);
+        assert_eq!(super::port_of("example.com"), 3389);
+        assert_eq!(super::port_of("::1"), 3389);
     }
 }

@@ -9,8 +9,8 @@ use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
 use ironrdp_pdu::rdp::capability_sets::{client_codecs_capabilities, MajorPlatformType, RailSupportLevel};
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
 
-use crate::client::{Timeouts, Verifier};
-use crate::tls;
+use crate::client::Timeouts;
+use crate::trust::Trust;
 
 /// The surface codecs this build can decode, in IronRDP's names.
 const SURFACE_CODECS: &[&str] = &[
@@ -21,7 +21,8 @@ const SURFACE_CODECS: &[&str] = &[
     "qoiz",
 ];
 
-/// A password or PIN. Its `Debug` and `Display` print `<redacted>`.
+/// A password or PIN. Its `Debug` and `Display` print `<redacted>`, and its memory is
+/// overwritten with zeros when it is dropped.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -46,6 +47,12 @@ impl From<&str> for Secret {
 impl From<String> for Secret {
     fn from(s: String) -> Self {
         Self(s)
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -98,7 +105,7 @@ pub struct ClientConfig {
     server_pointer: bool,
     client_name: String,
     timeouts: Timeouts,
-    verifier: Verifier,
+    trust: Trust,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -114,7 +121,7 @@ impl fmt::Debug for ClientConfig {
             .field("enable_nla", &self.enable_nla)
             .field("server_pointer", &self.server_pointer)
             .field("timeouts", &self.timeouts)
-            .field("verifier", &self.verifier)
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
 }
@@ -139,9 +146,8 @@ impl ClientConfig {
             server_pointer: true,
             client_name: "async-rdp".to_owned(),
             timeouts: Timeouts::default(),
-            // Safe by default: nothing is trusted until the caller says what to trust. The
-            // refusal logs the presented fingerprint so that it can be checked and pinned.
-            verifier: Arc::new(tls::Pinned::new([])),
+            // Known hosts: the first contact is remembered, a changed certificate refused.
+            trust: Trust::known_hosts(),
         }
     }
 
@@ -152,12 +158,18 @@ impl ClientConfig {
         self
     }
 
-    /// Sets how the server's certificate is verified. The default trusts nothing; use
-    /// [`tls::Pinned`] for a known certificate, or any rustls `ServerCertVerifier`.
+    /// Sets which server certificates to trust (known hosts by default; see [`Trust`]).
     #[must_use]
-    pub fn with_certificate_verifier(mut self, verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>) -> Self {
-        self.verifier = verifier;
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
         self
+    }
+
+    /// Verifies the server's certificate with a rustls verifier of the caller's own
+    /// (shorthand for [`Trust::custom`]), such as [`tls::Pinned`](crate::tls::Pinned) for a known certificate.
+    #[must_use]
+    pub fn with_certificate_verifier(self, verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>) -> Self {
+        self.with_trust(Trust::custom(verifier))
     }
 
     /// The per-phase timeouts.
@@ -165,9 +177,9 @@ impl ClientConfig {
         self.timeouts
     }
 
-    /// The certificate verifier.
-    pub fn verifier(&self) -> Verifier {
-        Arc::clone(&self.verifier)
+    /// The trust policy.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// Sets the Windows domain.

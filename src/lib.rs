@@ -52,6 +52,7 @@ pub mod net;
 mod session;
 mod stream;
 pub mod tls;
+mod trust;
 
 pub use crate::client::{connect, connect_with_timings, ClientSession, ClientStream, ConnectTimings, Timeouts};
 pub use crate::config::{ClientConfig, ColorDepth, Secret};
@@ -63,6 +64,7 @@ pub use crate::error::{report, Error, ErrorKind, Result};
 pub use crate::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, READ_CHUNK};
 pub use crate::session::{DisconnectReason, Event, Framebuffer, MouseButton, PointerEvent, Rect, Session};
 pub use crate::stream::{FramedRead, FramedWrite, LocalStream, Prefixed, SendStream, StreamWrapper, SyncStream};
+pub use crate::trust::{read_known_hosts, AskFn, FirstContact, KnownHost, OnFirstUse, Trust};
 
 pub use ironrdp_connector;
 pub use ironrdp_core;

@@ -187,7 +187,10 @@ fn wrong_password_is_an_authentication_error() -> TestResult {
 #[test]
 fn untrusted_certificate_fails_in_the_tls_phase() -> TestResult {
     run(config(Security::Nla), |server| async move {
-        let config = ClientConfig::new(&server.config.username, server.config.password.as_str());
+        // Known hosts that refuse newcomers, in a file of this test's own.
+        let file = std::env::temp_dir().join(format!("async-rdp-untrusted-{}", std::process::id()));
+        let trust = async_rdp::Trust::known_hosts_at(&file).on_first_use(async_rdp::OnFirstUse::Refuse);
+        let config = ClientConfig::new(&server.config.username, server.config.password.as_str()).with_trust(trust);
         let err = connect(&server.addr, config)
             .await
             .err()
