@@ -7,16 +7,17 @@
 //! ```
 //!
 //! "Drawn" means no screen update for `--settle` milliseconds (default 500), or `--deadline`
-//! seconds (default 20) after the session started, whichever comes first. Against a real
-//! server the certificate must be pinned with `--pin <SHA-256>`; without it the connection is
-//! refused and the fingerprint is logged (`RUST_LOG=warn`) so you can check and pin it.
+//! seconds (default 20) after the session started, whichever comes first. A real server's
+//! certificate is checked against known hosts (`~/.config/async-rdp/known_hosts`, or
+//! `--known-hosts FILE`): remembered on first contact (`--refuse-unknown` refuses instead),
+//! refused if it changes later. `--pin <SHA-256>` trusts exactly that certificate.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect_with_timings, tls, ClientConfig, ColorDepth, Event};
+use async_rdp::{connect_with_timings, tls, ClientConfig, ColorDepth, Event, OnFirstUse, Trust};
 use common::{ms, Target};
 use futures::FutureExt;
 
@@ -24,6 +25,8 @@ struct Options {
     target: Option<Target>,
     output: String,
     pins: Vec<[u8; 32]>,
+    known_hosts: Option<String>,
+    refuse_unknown: bool,
     settle: Duration,
     deadline: Duration,
     size: (u16, u16),
@@ -35,6 +38,8 @@ fn parse_args() -> Result<Options, String> {
         target: None,
         output: "screenshot.png".into(),
         pins: Vec::new(),
+        known_hosts: None,
+        refuse_unknown: false,
         settle: Duration::from_millis(500),
         deadline: Duration::from_secs(20),
         size: (1280, 720),
@@ -50,6 +55,8 @@ fn parse_args() -> Result<Options, String> {
                 o.pins
                     .push(tls::parse_fingerprint(&pin).ok_or(format!("bad fingerprint {pin:?}"))?);
             }
+            "--known-hosts" => o.known_hosts = Some(value("--known-hosts")?),
+            "--refuse-unknown" => o.refuse_unknown = true,
             "--settle" => o.settle = Duration::from_millis(value("--settle")?.parse().map_err(|_| "bad --settle")?),
             "--deadline" => {
                 o.deadline = Duration::from_secs(value("--deadline")?.parse().map_err(|_| "bad --deadline")?)
@@ -74,7 +81,8 @@ fn parse_args() -> Result<Options, String> {
             "-h" | "--help" => {
                 println!(
                     "usage: screenshot [rdp://user:pass@host:port] [-o out.png] [--pin SHA256] \
-                     [--settle MS] [--deadline S] [--size WxH] [--bpp 15|16|24|32]"
+                     [--known-hosts FILE] [--refuse-unknown] [--settle MS] [--deadline S] [--size WxH] \
+                     [--bpp 15|16|24|32]"
                 );
                 std::process::exit(0);
             }
@@ -96,8 +104,7 @@ fn main() {
 async fn run(options: Options) -> Result<(), String> {
     match &options.target {
         Some(target) => {
-            let config = ClientConfig::new(&target.username, target.password.as_str())
-                .with_certificate_verifier(Arc::new(tls::Pinned::new(options.pins.clone())));
+            let config = ClientConfig::new(&target.username, target.password.as_str()).with_trust(trust(&options));
             shoot(&target.addr(), config, &options).await
         }
         None => {
@@ -125,6 +132,23 @@ async fn run(options: Options) -> Result<(), String> {
                 served = serve => Err(format!("demo server stopped: {:?}", served.err().map(|e| async_rdp::report(&e)))),
             }
         }
+    }
+}
+
+/// `--pin` pins; otherwise known hosts (the default file, or `--known-hosts`), remembering a
+/// new server unless `--refuse-unknown`.
+fn trust(o: &Options) -> Trust {
+    if !o.pins.is_empty() {
+        return Trust::pinned(o.pins.iter().copied());
+    }
+    let trust = match &o.known_hosts {
+        Some(path) => Trust::known_hosts_at(path),
+        None => Trust::known_hosts(),
+    };
+    if o.refuse_unknown {
+        trust.on_first_use(OnFirstUse::Refuse)
+    } else {
+        trust
     }
 }
 
