@@ -40,6 +40,11 @@ pub struct Timeouts {
     /// Everything else up to the first frame of the session (settings, channels,
     /// capabilities, finalization).
     pub activation: Duration,
+    /// In the session: how long the server may send nothing before
+    /// [`Session::next_event`] fails with [`ErrorKind::Timeout`] (a dead link or a half-open
+    /// socket). `None` (the default) waits forever: an idle desktop may send nothing for
+    /// minutes.
+    pub session_idle: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -51,6 +56,7 @@ impl Default for Timeouts {
             nla: Duration::from_secs(20),
             licensing: Duration::from_secs(20),
             activation: Duration::from_secs(20),
+            session_idle: None,
         }
     }
 }
@@ -109,7 +115,10 @@ pub async fn connect(addr: &str, config: ClientConfig) -> Result<ClientSession> 
 /// As [`connect`].
 pub async fn connect_with_timings(addr: &str, config: ClientConfig) -> Result<(ClientSession, ConnectTimings)> {
     let mut timings = ConnectTimings::default();
-    let first = attempt(addr, &config, None, &mut timings).await?;
+    // Boxed: the connection sequence's state (connector, TLS, framing) is several KiB, too
+    // much to keep on a small thread's stack inside the caller's future; one allocation per
+    // connection.
+    let first = Box::pin(attempt(addr, &config, None, &mut timings)).await?;
     let (framed, result) = match first {
         Attempt::Connected(framed, result) => (framed, result),
         Attempt::Redirected(redirection) => {
@@ -119,7 +128,7 @@ pub async fn connect_with_timings(addr: &str, config: ClientConfig) -> Result<(C
                 redirected: true,
                 ..ConnectTimings::default()
             };
-            match attempt(&target, &config, Some(&redirection), &mut timings).await? {
+            match Box::pin(attempt(&target, &config, Some(&redirection), &mut timings)).await? {
                 Attempt::Connected(framed, result) => (framed, result),
                 Attempt::Redirected(_) => {
                     return Err(Error::new(ErrorKind::Connector, "activation")
@@ -128,7 +137,9 @@ pub async fn connect_with_timings(addr: &str, config: ClientConfig) -> Result<(C
             }
         }
     };
-    Ok((Session::new(*framed, *result), timings))
+    let mut session = Session::new(*framed, *result);
+    session.set_idle_timeout(config.timeouts().session_idle);
+    Ok((session, timings))
 }
 
 enum Attempt {
@@ -153,6 +164,9 @@ async fn attempt(
     let mut connector = ClientConnector::new(config.connector_config(), local);
     if let Some(redirection) = redirection {
         connector = prepare_redirected(connector, redirection);
+    }
+    if let Some(cookie) = config.auto_reconnect_cookie() {
+        connector = connector.with_auto_reconnect_cookie(cookie.clone());
     }
     let mut connector = WipePassword(connector);
     let mut framed = LocalFramed::new(tcp);

@@ -8,6 +8,7 @@ use ironrdp_connector::{BitmapConfig, Credentials, DesktopSize};
 use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
 use ironrdp_pdu::rdp::capability_sets::{client_codecs_capabilities, MajorPlatformType, RailSupportLevel};
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
+use ironrdp_pdu::rdp::session_info::ServerAutoReconnect;
 
 use crate::client::Timeouts;
 use crate::trust::Trust;
@@ -106,6 +107,7 @@ pub struct ClientConfig {
     client_name: String,
     timeouts: Timeouts,
     trust: Trust,
+    auto_reconnect_cookie: Option<ServerAutoReconnect>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -122,6 +124,8 @@ impl fmt::Debug for ClientConfig {
             .field("server_pointer", &self.server_pointer)
             .field("timeouts", &self.timeouts)
             .field("trust", &self.trust)
+            // ServerAutoReconnect's own Debug leaves its secret random bits out.
+            .field("auto_reconnect_cookie", &self.auto_reconnect_cookie)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +152,7 @@ impl ClientConfig {
             timeouts: Timeouts::default(),
             // Known hosts: the first contact is remembered, a changed certificate refused.
             trust: Trust::known_hosts(),
+            auto_reconnect_cookie: None,
         }
     }
 
@@ -175,6 +180,22 @@ impl ClientConfig {
     /// The per-phase timeouts.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// Presents the server's auto-reconnect cookie from an earlier session
+    /// ([`Session::auto_reconnect_cookie`](crate::Session::auto_reconnect_cookie)), so that the
+    /// server can hand back that session without a new logon ([MS-RDPBCGR] 5.5).
+    ///
+    /// [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+    #[must_use]
+    pub fn with_auto_reconnect_cookie(mut self, cookie: Option<ServerAutoReconnect>) -> Self {
+        self.auto_reconnect_cookie = cookie;
+        self
+    }
+
+    /// The auto-reconnect cookie to present, if any.
+    pub fn auto_reconnect_cookie(&self) -> Option<&ServerAutoReconnect> {
+        self.auto_reconnect_cookie.as_ref()
     }
 
     /// The trust policy.

@@ -49,6 +49,7 @@ mod framed;
 #[cfg(feature = "kerberos")]
 pub mod kdc;
 pub mod net;
+mod reconnect;
 mod session;
 mod stream;
 pub mod tls;
@@ -62,6 +63,7 @@ pub use crate::connect::{
 };
 pub use crate::error::{report, Error, ErrorKind, Result};
 pub use crate::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, READ_CHUNK};
+pub use crate::reconnect::{connect_with_retry, is_transient, reconnect, Backoff};
 pub use crate::session::{DisconnectReason, Event, Framebuffer, MouseButton, PointerEvent, Rect, Session};
 pub use crate::stream::{FramedRead, FramedWrite, LocalStream, Prefixed, SendStream, StreamWrapper, SyncStream};
 pub use crate::trust::{read_known_hosts, AskFn, FirstContact, KnownHost, OnFirstUse, Trust};

@@ -10,6 +10,14 @@ use futures::FutureExt;
 
 pub use async_std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 
+/// A resettable timer (async-io's, the reactor async-std runs on).
+pub(crate) use async_io::Timer;
+
+/// Waits for `duration`.
+pub(crate) async fn sleep(duration: Duration) {
+    async_std::task::sleep(duration).await;
+}
+
 use crate::{Error, ErrorKind, Result};
 
 /// Opens a TCP connection with a deadline and Nagle's algorithm off (RDP input PDUs are

@@ -8,7 +8,7 @@
 //! application's own futures.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -244,6 +244,14 @@ pub struct Session<S> {
     mouse: (u16, u16),
     state: State,
     shutdown_requested: bool,
+    idle: Option<Idle>,
+}
+
+/// The session's idle-read deadline: re-armed whenever bytes arrive.
+struct Idle {
+    timeout: Duration,
+    timer: crate::net::Timer,
+    seen: Option<ironrdp_core::MonotonicInstant>,
 }
 
 impl<S> std::fmt::Debug for Session<S> {
@@ -300,7 +308,34 @@ impl<S> Session<S> {
             mouse: (0, 0),
             state: State::Active,
             shutdown_requested: false,
+            idle: None,
         }
+    }
+
+    /// Fails [`next_event`](Self::next_event) with [`ErrorKind::Timeout`] when the server sends
+    /// nothing for `timeout` (`None`: wait forever).
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.idle = timeout.map(|timeout| Idle {
+            timeout,
+            timer: crate::net::Timer::after(timeout),
+            seen: self.framed.last_read_at(),
+        });
+    }
+
+    /// Checks the idle deadline, re-arming it if bytes arrived since the last check.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Result<()> {
+        let Some(idle) = self.idle.as_mut() else { return Ok(()) };
+        let seen = self.framed.last_read_at();
+        if seen != idle.seen {
+            idle.seen = seen;
+            idle.timer.set_after(idle.timeout);
+        }
+        if std::pin::Pin::new(&mut idle.timer).poll(cx).is_ready() {
+            self.state = State::Closed;
+            return Err(Error::new(ErrorKind::Timeout, "session")
+                .with_detail(format!("the server sent nothing for {:?}", idle.timeout)));
+        }
+        Ok(())
     }
 
     /// The decoded desktop, readable at any time.
@@ -482,6 +517,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                     Error::new(ErrorKind::Closed, "session").with_detail("the session has ended")
                 ));
             }
+            self.poll_idle(cx)?;
 
             if let Some(activation) = self.activation.as_mut() {
                 self.scratch.clear();

@@ -1,0 +1,175 @@
+//! Reliability against the demo server on loopback: the session's idle timeout, reconnecting
+//! with the auto-reconnect cookie after the server drops the connection, and giving up after
+//! the retry budget when the server is gone for good.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_rdp::{connect, reconnect, tls, Backoff, ClientConfig, DisconnectReason, ErrorKind, Event, Timeouts};
+use async_rdp_demo_server::{Command, Config, DemoServer, Security, ServerEvent};
+use futures::channel::mpsc::unbounded;
+use futures::{FutureExt, StreamExt};
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn client_config(server: &DemoServer) -> ClientConfig {
+    ClientConfig::new(&server.config().username, server.config().password.as_str())
+        .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())))
+}
+
+fn quick_backoff(attempts: u32) -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        multiplier: 2.0,
+        jitter: 0.2,
+        max_attempts: attempts,
+    }
+}
+
+/// Waits for the first graphics update (10 s at most).
+async fn first_frame(session: &mut async_rdp::ClientSession) -> Result<(), BoxError> {
+    loop {
+        match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+            Event::Graphics(_) => return Ok(()),
+            Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_silent_server_trips_the_idle_timeout() -> Result<(), BoxError> {
+    async_std::task::block_on(async {
+        // No animation: after the first frame the server sends nothing at all.
+        let server = DemoServer::bind(Config {
+            security: Security::Tls,
+            ..Config::default()
+        })
+        .await?;
+        let addr = server.local_addr()?.to_string();
+        let (events, _event_rx) = unbounded();
+        let (_commands, command_rx) = unbounded();
+        let serving = server.serve_one(events, command_rx).fuse();
+        let client = async {
+            let idle = Duration::from_millis(400);
+            let config = client_config(&server)
+                .with_security(true, false)
+                .with_timeouts(Timeouts {
+                    session_idle: Some(idle),
+                    ..Timeouts::default()
+                });
+            let mut session = connect(&addr, config).await?;
+            first_frame(&mut session).await?;
+            let started = Instant::now();
+            let err = loop {
+                match session.next_event().await {
+                    Ok(Event::Disconnected(reason)) => return Err(format!("disconnected: {reason:?}").into()),
+                    Ok(_) => {}
+                    Err(e) => break e,
+                }
+            };
+            let waited = started.elapsed();
+            assert_eq!(err.kind(), ErrorKind::Timeout, "{}", async_rdp::report(&err));
+            assert_eq!(err.context(), "session");
+            assert!(waited < idle + Duration::from_secs(2), "timed out after {waited:?}");
+            Ok::<_, BoxError>(())
+        }
+        .fuse();
+        futures::pin_mut!(serving, client);
+        loop {
+            futures::select! {
+                result = client => return result,
+                _ = serving => {}
+            }
+        }
+    })
+}
+
+#[test]
+fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<(), BoxError> {
+    async_std::task::block_on(async {
+        let server = DemoServer::bind(Config::default()).await?;
+        let addr = server.local_addr()?.to_string();
+        let (cookie_tx, mut cookies) = unbounded();
+        let (drop_tx, drop_rx) = unbounded();
+
+        // The server: the first connection is dropped on command, the second runs normally.
+        let serving = async {
+            let first = server.accept().await?;
+            cookie_tx.unbounded_send(first.result.auto_reconnect.is_some())?;
+            let (events, _e) = unbounded::<ServerEvent>();
+            first.run(events, drop_rx).await?;
+            let second = server.accept().await?;
+            cookie_tx.unbounded_send(second.result.auto_reconnect.is_some())?;
+            let (events, _e) = unbounded::<ServerEvent>();
+            let (_keep, commands) = unbounded();
+            second.run(events, commands).await?;
+            Ok::<_, BoxError>(())
+        }
+        .fuse();
+
+        let client = async {
+            let config = client_config(&server);
+            let mut session = connect(&addr, config.clone()).await?;
+            first_frame(&mut session).await?;
+            // Wait until the server has sent its cookie, then have it drop the connection.
+            while session.auto_reconnect_cookie().is_none() {
+                session.next_event().await?;
+            }
+            drop_tx.unbounded_send(Command::Drop)?;
+            loop {
+                match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                    Event::Disconnected(DisconnectReason::ConnectionLost(_)) => break,
+                    Event::Disconnected(other) => return Err(format!("unexpected {other:?}").into()),
+                    _ => {}
+                }
+            }
+            let mut again = reconnect(&addr, &config, &session, &quick_backoff(5)).await?;
+            first_frame(&mut again).await?;
+            assert_eq!(cookies.next().await, Some(false), "the first logon carries no cookie");
+            assert_eq!(
+                cookies.next().await,
+                Some(true),
+                "the reconnect presents the server's cookie"
+            );
+            again.shutdown(Duration::from_secs(5)).await?;
+            Ok::<_, BoxError>(())
+        }
+        .fuse();
+
+        futures::pin_mut!(serving, client);
+        let both = async {
+            loop {
+                futures::select! {
+                    result = client => return result,
+                    result = serving => if let Err(e) = result { eprintln!("server: {e}") },
+                }
+            }
+        };
+        async_std::future::timeout(Duration::from_secs(30), both).await?
+    })
+}
+
+#[test]
+fn gives_up_after_the_budget_with_the_last_error() -> Result<(), BoxError> {
+    async_std::task::block_on(async {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = ClientConfig::new("nobody", "nothing");
+        let backoff = quick_backoff(4);
+        let started = Instant::now();
+        let err = async_rdp::connect_with_retry(&addr, &config, &backoff)
+            .await
+            .err()
+            .ok_or("connected to nothing")?;
+        let took = started.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Io, "{}", async_rdp::report(&err));
+        assert_eq!(err.context(), "tcp");
+        // Three waits of about 50, 100 and 200 ms (± 20 %) between four attempts.
+        assert!(took >= Duration::from_millis(280), "gave up too soon: {took:?}");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        Ok(())
+    })
+}
