@@ -17,7 +17,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect_with_timings, tls, ClientConfig, ColorDepth, Event, OnFirstUse, Trust};
+use async_rdp::{connect_with_timings, tls, ClientConfig, ColorDepth, OnFirstUse, Trust};
 use common::{ms, Target};
 use futures::FutureExt;
 
@@ -171,48 +171,19 @@ async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), Stri
     }
     line("activation", t.activation);
 
-    let session_start = Instant::now();
-    let mut first_frame = None;
-    let mut last_update = session_start;
-    let mut updates = 0u32;
-    let deadline = session_start + o.deadline;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            println!("  (deadline reached before the screen settled)");
-            break;
-        }
-        let wait = if first_frame.is_some() {
-            (last_update + o.settle)
-                .saturating_duration_since(now)
-                .min(deadline - now)
-        } else {
-            deadline - now
-        };
-        let event = async_rdp::net::with_timeout(wait, "settle", session.next_event()).await;
-        match event {
-            Ok(Event::Graphics(_)) => {
-                updates += 1;
-                last_update = Instant::now();
-                if first_frame.is_none() {
-                    first_frame = Some(last_update - session_start);
-                    line("first frame", last_update - session_start);
-                }
-            }
-            Ok(Event::Disconnected(reason)) => return Err(format!("server ended the session: {reason:?}")),
-            Ok(_) => {}
-            Err(e) if e.kind() == async_rdp::ErrorKind::Timeout => {
-                if first_frame.is_some() {
-                    line("settled", last_update.duration_since(session_start) + o.settle);
-                    break;
-                }
-            }
-            Err(e) => return Err(async_rdp::report(&e)),
-        }
+    let settled = common::settle(&mut session, o.settle, o.deadline).await?;
+    match settled.first_frame {
+        Some(first) => line("first frame", first),
+        None => println!("  (no screen update before the deadline)"),
     }
+    match settled.settled {
+        Some(at) => line("settled", at),
+        None => println!("  (deadline reached before the screen settled)"),
+    }
+    let updates = settled.updates;
 
     let fb = session.framebuffer();
-    write_png(&o.output, fb.data, fb.width, fb.height, fb.stride)?;
+    common::write_png(&o.output, &fb)?;
     println!(
         "wrote {} ({}x{}, {updates} updates) in {:.1} ms total",
         o.output,
@@ -223,20 +194,5 @@ async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), Stri
     if let Err(e) = session.shutdown(Duration::from_secs(2)).await {
         log::warn!("Shutdown: {}", async_rdp::report(&e));
     }
-    Ok(())
-}
-
-fn write_png(path: &str, rgba: &[u8], width: u16, height: u16, stride: usize) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), u32::from(width), u32::from(height));
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-    let row = usize::from(width) * 4;
-    let mut packed = Vec::with_capacity(row * usize::from(height));
-    for y in 0..usize::from(height) {
-        packed.extend_from_slice(&rgba[y * stride..y * stride + row]);
-    }
-    writer.write_image_data(&packed).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -1,0 +1,187 @@
+//! Screenshots many RDP servers from one thread: bounded concurrency, a progress line, a PNG
+//! per server, and the figures a scanner cares about (time to all first frames, memory per
+//! session).
+//!
+//! ```text
+//! cargo run --release --example multi-screenshot -- --demo 50            # 50 in-process demo servers
+//! cargo run --release --example multi-screenshot -- -c 8 -d shots rdp://u:p@10.0.0.1 rdp://u:p@10.0.0.2
+//! cargo run --release --example multi-screenshot -- -f targets.txt      # one rdp:// URL per line
+//! ```
+//!
+//! Real servers are checked against known hosts (remembered on first contact).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_rdp::{connect, tls, ClientConfig, Trust};
+use async_rdp_demo_server::{Config, DemoServer};
+use common::{ms, Target};
+use futures::{FutureExt, StreamExt};
+
+struct Job {
+    name: String,
+    addr: String,
+    config: ClientConfig,
+}
+
+fn main() {
+    env_logger::init();
+    if let Err(e) = async_std::task::block_on(run()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let (mut concurrency, mut out_dir, mut demo) = (16usize, String::from("shots"), 0usize);
+    let mut targets = Vec::new();
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
+        match arg.as_str() {
+            "-c" | "--concurrency" => concurrency = value("-c")?.parse().map_err(|_| "bad -c")?,
+            "-d" | "--out-dir" => out_dir = value("-d")?,
+            "--demo" => demo = value("--demo")?.parse().map_err(|_| "bad --demo")?,
+            "-f" | "--file" => {
+                let path = value("-f")?;
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+                for line in text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                {
+                    targets.push(Target::parse(line)?);
+                }
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: multi-screenshot [-c N] [-d DIR] [--demo N] [-f FILE] [rdp://user:pass@host:port ...]"
+                );
+                return Ok(());
+            }
+            other => targets.push(Target::parse(other)?),
+        }
+    }
+    if demo == 0 && targets.is_empty() {
+        demo = 50;
+    }
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{out_dir}: {e}"))?;
+
+    // Demo servers: small desktops, all served from this same thread.
+    let mut servers = Vec::new();
+    for _ in 0..demo {
+        let config = Config {
+            desktop: async_rdp::ironrdp_connector::DesktopSize {
+                width: 640,
+                height: 400,
+            },
+            ..Config::default()
+        };
+        servers.push(
+            DemoServer::bind(config)
+                .await
+                .map_err(|e| format!("demo server: {e}"))?,
+        );
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let addr = server.local_addr().map_err(|e| e.to_string())?.to_string();
+        let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
+            .with_desktop_size(640, 400)
+            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+        jobs.push(Job {
+            name: format!("demo-{i:03}"),
+            addr,
+            config,
+        });
+    }
+    for target in &targets {
+        jobs.push(Job {
+            name: target.addr().replace([':', '[', ']'], "_"),
+            addr: target.addr(),
+            config: ClientConfig::new(&target.username, target.password.as_str()).with_trust(Trust::known_hosts()),
+        });
+    }
+
+    let total = jobs.len();
+    println!("{total} targets, {concurrency} at a time, one thread");
+    let rss_before = common::rss_kib();
+    let started = Instant::now();
+    let serving = futures::future::join_all(servers.iter().map(|s| s.serve_forever())).fuse();
+    let out_dir = &out_dir;
+    let shooting = futures::stream::iter(jobs)
+        .map(|job| async move {
+            let result = shoot(&job, out_dir).await;
+            (job.name, result)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .fold(
+            (0usize, 0usize, Vec::new()),
+            |(mut ok, mut failed, mut firsts), (name, result)| async move {
+                match result {
+                    Ok(first) => {
+                        ok += 1;
+                        firsts.push(first);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("\n{name}: {e}");
+                    }
+                }
+                eprint!(
+                    "\r[{}/{total}] ok {ok}, failed {failed}, {:.1} s ",
+                    ok + failed,
+                    started.elapsed().as_secs_f64()
+                );
+                (ok, failed, firsts)
+            },
+        )
+        .fuse();
+    futures::pin_mut!(serving, shooting);
+    let (ok, failed, firsts) = futures::select! {
+        done = shooting => done,
+        _ = serving => return Err("the demo servers stopped".into()),
+    };
+    eprintln!();
+    let all = started.elapsed();
+    let peak = common::peak_rss_kib();
+    println!(
+        "{ok} screenshots, {failed} failures, in {:.1} ms (all first frames by then)",
+        ms(all)
+    );
+    if let Some(slowest) = firsts.iter().max() {
+        println!("slowest connect-to-first-frame: {:.1} ms", ms(*slowest));
+    }
+    if let (Some(before), Some(peak)) = (rss_before, peak) {
+        let per = (peak.saturating_sub(before)) / u64::try_from(total.max(1)).unwrap_or(1);
+        println!(
+            "memory: {before} KiB before, {peak} KiB peak: ~{per} KiB per session{}",
+            if demo > 0 {
+                " (demo servers in this process included)"
+            } else {
+                ""
+            }
+        );
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {total} failed"));
+    }
+    Ok(())
+}
+
+/// One target: connect, wait for the screen to settle, write the PNG, shut down. Returns the
+/// time from the start of the connection to the first frame.
+async fn shoot(job: &Job, out_dir: &str) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut session = connect(&job.addr, job.config.clone())
+        .await
+        .map_err(|e| async_rdp::report(&e))?;
+    let connected = start.elapsed();
+    let settled = common::settle(&mut session, Duration::from_millis(300), Duration::from_secs(20)).await?;
+    let first = settled.first_frame.ok_or("no screen update within 20 s")?;
+    common::write_png(&format!("{out_dir}/{}.png", job.name), &session.framebuffer())?;
+    let _ = session.shutdown(Duration::from_secs(2)).await;
+    Ok(connected + first)
+}
