@@ -216,8 +216,7 @@ async fn attempt(
     loop {
         if connector.should_perform_multitransport() {
             buf.clear();
-            let written = connector
-                .skip_multitransport(&mut buf)
+            let written = crate::redact::scoped(|| connector.skip_multitransport(&mut buf))
                 .map_err(|e| crate::connect::connector_error("activation", e))?;
             if let Some(len) = written.size() {
                 framed.write_all(&buf.filled()[..len]).await?;

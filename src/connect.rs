@@ -95,6 +95,21 @@ where
         ClientConnectorState::ConnectionInitiationSendRequest
             | ClientConnectorState::ConnectionInitiationWaitConfirm { .. }
     ) {
+        if matches!(
+            connector.state,
+            ClientConnectorState::ConnectionInitiationWaitConfirm { .. }
+        ) {
+            // Only an X.224 Connection Confirm may come now, and it starts with a TPKT header
+            // (version 3). The connector's hint would take anything else for a frame to skip
+            // (an HTTP reply looks like a fast-path header), and wait for more.
+            let first = framed.fill_buf().await.map_err(|e| e.in_context("negotiation"))?[0];
+            if first != 0x03 {
+                return Err(Error::new(ErrorKind::InvalidFrame, "negotiation").with_detail(format!(
+                    "expected an X.224 Connection Confirm (TPKT), got {:02x?}: is this an RDP server?",
+                    &framed.peek()[..framed.peek().len().min(8)]
+                )));
+            }
+        }
         if let Err(e) = drive_step(framed, connector, &mut buf, "negotiation").await {
             return Err(explain_negotiation(e, &connector.config));
         }
@@ -148,7 +163,7 @@ pub fn mark_as_upgraded(token: ShouldUpgrade, connector: &mut ClientConnector) -
     // The token says this was true when it was made; recheck, since the caller holds the
     // connector mutably in between and the connector asserts on it.
     expect_upgrade_state(connector)?;
-    connector.mark_security_upgrade_as_done();
+    crate::redact::scoped(|| connector.mark_security_upgrade_as_done());
     log::debug!("Transport upgraded");
     Ok(Upgraded { _private: () })
 }
@@ -198,8 +213,7 @@ where
     loop {
         if connector.should_perform_multitransport() {
             buf.clear();
-            let written = connector
-                .skip_multitransport(&mut buf)
+            let written = crate::redact::scoped(|| connector.skip_multitransport(&mut buf))
                 .map_err(|e| connector_error("multitransport", e))?;
             if let Some(len) = written.size() {
                 framed.write_all(&buf.filled()[..len]).await?;
@@ -253,22 +267,23 @@ where
     };
     log::debug!("Starting CredSSP ({selected_protocol:?})");
 
-    let (mut sequence, mut ts_request) = CredsspSequence::init(
-        connector.config.credentials.clone(),
-        connector.config.domain.as_deref(),
-        selected_protocol,
-        server_name,
-        server_public_key,
-        kerberos_config,
-    )
+    let (mut sequence, mut ts_request) = crate::redact::scoped(|| {
+        CredsspSequence::init(
+            connector.config.credentials.clone(),
+            connector.config.domain.as_deref(),
+            selected_protocol,
+            server_name,
+            server_public_key,
+            kerberos_config,
+        )
+    })
     .map_err(|e| connector_error("nla", e))?;
 
     let mut buf = WriteBuf::new();
     loop {
         let client_state = resolve_generator(&mut sequence, ts_request, network_client).await?;
         buf.clear();
-        let written = sequence
-            .handle_process_result(client_state, &mut buf)
+        let written = crate::redact::scoped(|| sequence.handle_process_result(client_state, &mut buf))
             .map_err(|e| connector_error("nla", e))?;
         if let Some(len) = written.size() {
             log::trace!("Sending CredSSP message ({len} bytes)");
@@ -278,16 +293,13 @@ where
         let Some(hint) = sequence.next_pdu_hint() else { break };
         let pdu = framed.read_by_hint(hint).await.map_err(|e| e.in_context("nla"))?;
         log::trace!("Received CredSSP message ({} bytes)", pdu.len());
-        match sequence
-            .decode_server_message(&pdu)
-            .map_err(|e| connector_error("nla", e))?
-        {
+        match crate::redact::scoped(|| sequence.decode_server_message(&pdu)).map_err(|e| connector_error("nla", e))? {
             Some(next) => ts_request = next,
             None => break,
         }
     }
 
-    connector.mark_credssp_as_done();
+    crate::redact::scoped(|| connector.mark_credssp_as_done());
     log::debug!("CredSSP done");
     Ok(())
 }
@@ -298,8 +310,9 @@ async fn resolve_generator<N: NetworkClient>(
     ts_request: TsRequest,
     network_client: &mut N,
 ) -> Result<ClientState> {
-    let mut generator = sequence.process_ts_request(ts_request);
-    let mut state = generator.start();
+    // sspi runs its credential encoding inside these calls; see `redact`.
+    let mut generator = crate::redact::scoped(|| sequence.process_ts_request(ts_request));
+    let mut state = crate::redact::scoped(|| generator.start());
     loop {
         match state {
             GeneratorState::Suspended(request) => {
@@ -313,7 +326,7 @@ async fn resolve_generator<N: NetworkClient>(
                         crate::report(&e),
                     )
                 });
-                state = generator.resume(reply);
+                state = crate::redact::scoped(|| generator.resume(reply));
             }
             GeneratorState::Completed(result) => {
                 return result.map_err(|e| {
@@ -359,9 +372,9 @@ where
         Some(hint) => {
             let pdu = framed.read_by_hint(hint).await.map_err(|e| e.in_context(context))?;
             log::trace!("{}: received {} bytes", sequence.state().name(), pdu.len());
-            sequence.step(&pdu, framed.last_read_at(), buf)
+            crate::redact::scoped(|| sequence.step(&pdu, framed.last_read_at(), buf))
         }
-        None => sequence.step_no_input(buf),
+        None => crate::redact::scoped(|| sequence.step_no_input(buf)),
     }
     .map_err(|e| connector_error(context, e))?;
     if let Some(len) = written.size() {

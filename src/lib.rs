@@ -50,6 +50,7 @@ mod framed;
 pub mod kdc;
 pub mod net;
 mod reconnect;
+mod redact;
 mod session;
 mod stream;
 pub mod tls;

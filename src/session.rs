@@ -501,6 +501,11 @@ impl<S: FramedRead + FramedWrite> Session<S> {
 
     /// The poll form of [`next_event`](Self::next_event).
     pub fn poll_next_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
+        // All decoding happens in here: keep the dependencies' logs redacted (see `redact`).
+        crate::redact::scoped(|| self.poll_events(cx))
+    }
+
+    fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
         for _ in 0..FRAMES_PER_POLL {
             // A blocked write does not stop reading: the server may be waiting for us to read
             // before it reads what we write. The write's waker will call us back.
@@ -624,9 +629,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     pub async fn shutdown(&mut self, timeout: Duration) -> Result<()> {
         if self.state == State::Active {
             self.shutdown_requested = true;
-            let frames = self
-                .stage
-                .graceful_shutdown()
+            let frames = crate::redact::scoped(|| self.stage.graceful_shutdown())
                 .map_err(|e| session_error("shutdown request", e))?;
             self.handle_outputs(frames)?;
         }
@@ -669,15 +672,15 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     }
 
     fn queue_full_redraw(&mut self) -> Result<()> {
-        let frames = self
-            .stage
-            .request_full_redraw(
+        let frames = crate::redact::scoped(|| {
+            self.stage.request_full_redraw(
                 self.image.width(),
                 self.image.height(),
                 self.negotiated.refresh_rect_support,
                 self.negotiated.suppress_output_support,
             )
-            .map_err(|e| session_error("redraw request", e))?;
+        })
+        .map_err(|e| session_error("redraw request", e))?;
         for frame in frames {
             self.queue_frame(&frame);
         }
@@ -804,6 +807,10 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     /// Encodes input as fast-path input when the server accepts it, slow-path otherwise
     /// ([MS-RDPBCGR] 2.2.8.1.2: some servers drop the connection on unsolicited fast-path input).
     fn send_input(&mut self, events: &[FastPathInputEvent]) -> Result<()> {
+        crate::redact::scoped(|| self.encode_input(events))
+    }
+
+    fn encode_input(&mut self, events: &[FastPathInputEvent]) -> Result<()> {
         if self.state != State::Active {
             return Err(Error::new(ErrorKind::Closed, "send input").with_detail("the session has ended"));
         }

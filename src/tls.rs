@@ -146,8 +146,13 @@ pub fn subject_public_key(certificate: &CertificateDer<'_>) -> Result<Vec<u8>> {
 
 /// Turns a handshake I/O error into an [`ErrorKind::Tls`] error, keeping the rustls cause.
 pub(crate) fn tls_error(context: &'static str, error: std::io::Error) -> Error {
+    // A broken transport stays a transport error; only what TLS itself refused is `Tls`.
     let kind = match error.kind() {
         std::io::ErrorKind::UnexpectedEof => ErrorKind::UnexpectedEof,
+        std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::NotConnected => ErrorKind::Io,
         _ => ErrorKind::Tls,
     };
     let refused = Error::new(kind, context);
@@ -160,9 +165,9 @@ pub(crate) fn tls_error(context: &'static str, error: std::io::Error) -> Error {
                 .with_detail(format!("server certificate refused: {reason}"))
                 .with_source(Box::new(reason))
         }
-        Some(rustls::Error::InvalidCertificate(reason)) => {
-            let detail = format!("server certificate refused: {reason:?}");
-            refused.with_detail(detail).with_source(error)
+        // rustls' own message follows in the source chain.
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            refused.with_detail("server certificate refused").with_source(error)
         }
         Some(rustls::Error::AlertReceived(alert)) => {
             let detail = format!("peer sent alert {alert:?}");
@@ -218,18 +223,24 @@ pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
 /// verifier's `provider` field: every verifier here proves the server holds the key.
 macro_rules! handshake_signatures {
     () => {
+        handshake_signatures!(then: |_this: &Self| Ok::<(), rustls::Error>(()));
+    };
+    // `then` runs once the server has proven it holds the certificate's key.
+    (then: $then:expr) => {
         fn verify_tls12_signature(
             &self,
             message: &[u8],
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
+            let valid = rustls::crypto::verify_tls12_signature(
                 message,
                 cert,
                 dss,
                 &self.provider.signature_verification_algorithms,
-            )
+            )?;
+            ($then)(self)?;
+            Ok(valid)
         }
 
         fn verify_tls13_signature(
@@ -238,18 +249,18 @@ macro_rules! handshake_signatures {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
+            let valid = rustls::crypto::verify_tls13_signature(
                 message,
                 cert,
                 dss,
                 &self.provider.signature_verification_algorithms,
-            )
+            )?;
+            ($then)(self)?;
+            Ok(valid)
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider
-                .signature_verification_algorithms
-                .supported_schemes()
+            self.provider.signature_verification_algorithms.supported_schemes()
         }
     };
 }

@@ -205,6 +205,7 @@ impl Trust {
                         key,
                         on_first_use: on_first_use.clone(),
                         redirected,
+                        pending: std::sync::Mutex::new(None),
                     },
                     provider,
                 })
@@ -256,6 +257,11 @@ fn default_known_hosts_path() -> Result<PathBuf> {
 /// One check of the end-entity certificate; the handshake signature is always verified.
 trait CertCheck: fmt::Debug + Send + Sync {
     fn check(&self, end_entity: &CertificateDer<'_>) -> std::result::Result<(), rustls::Error>;
+
+    /// Runs once the server has proven it holds the key of the certificate `check` accepted.
+    fn after_signature(&self) -> std::result::Result<(), rustls::Error> {
+        Ok(())
+    }
 }
 
 /// A [`CertCheck`] made into a rustls verifier that also checks the server holds the key.
@@ -278,7 +284,7 @@ impl<C: CertCheck> ServerCertVerifier for Checked<C> {
         Ok(ServerCertVerified::assertion())
     }
 
-    handshake_signatures!();
+    handshake_signatures!(then: |this: &Self| this.check.after_signature());
 }
 
 /// Why a certificate was refused, in words a person can act on.
@@ -317,6 +323,8 @@ struct KnownHosts {
     key: String,
     on_first_use: OnFirstUse,
     redirected: bool,
+    /// A first-use certificate accepted, to be written once the handshake signature checks.
+    pending: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 impl CertCheck for KnownHosts {
@@ -324,7 +332,7 @@ impl CertCheck for KnownHosts {
         let presented = fingerprint_sha256(end_entity);
         let entries = read_known_hosts(&self.path).map_err(|e| refuse(crate::report(&e)))?;
         let path = self.path.display();
-        if let Some(entry) = entries.iter().find(|e| e.host == self.key) {
+        if let Some(entry) = entries.iter().find(|e| e.host.eq_ignore_ascii_case(&self.key)) {
             if entry.fingerprint == presented {
                 return Ok(());
             }
@@ -368,11 +376,25 @@ impl CertCheck for KnownHosts {
                 format_fingerprint(&presented)
             )));
         }
+        // Remembered only once the server proves it holds the certificate's key: a peer that
+        // replays someone else's certificate must not get it written down.
+        *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(presented);
+        Ok(())
+    }
+
+    fn after_signature(&self) -> std::result::Result<(), rustls::Error> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(presented) = pending else { return Ok(()) };
         add_known_host(&self.path, &self.key, &presented).map_err(|e| refuse(crate::report(&e)))?;
         log::info!(
-            "Trusting {} on first use (SHA-256 {}), remembered in {path}",
+            "Trusting {} on first use (SHA-256 {}), remembered in {}",
             self.key,
-            format_fingerprint(&presented)
+            format_fingerprint(&presented),
+            self.path.display()
         );
         Ok(())
     }

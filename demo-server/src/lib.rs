@@ -1,10 +1,10 @@
 //! A loopback RDP server for async-rdp's tests and demos. **Not for production use.**
 //!
 //! It runs IronRDP's sans-IO acceptor (`ironrdp-acceptor`) on async-rdp's own framing:
-//! X.224 negotiation, TLS with a self-signed certificate made at start-up, NLA (CredSSP with
-//! NTLM) against one configured user, and the rest of the connection sequence. It listens on
-//! 127.0.0.1 only and serves one connection at a time, on the caller's task: nothing here
-//! spawns a thread or a task.
+//! X.224 negotiation, TLS with a self-signed certificate made at start-up (or the caller's
+//! [`Identity`]), NLA (CredSSP with NTLM) against one configured user, and the rest of the
+//! connection sequence. It listens on 127.0.0.1 only and serves one connection at a time, on
+//! the caller's task: nothing here spawns a thread or a task.
 //!
 //! # The session
 //!
@@ -105,6 +105,52 @@ pub struct Config {
     /// Suppress Output, [`Command::Redraw`], a resize). `Some(period)`: also redraw the clock
     /// in [`animated_region`] every `period`.
     pub animate: Option<Duration>,
+    /// `None` (the default): a fresh self-signed certificate for `localhost` and `127.0.0.1`,
+    /// made at bind time. `Some`: this certificate and key instead (a test's own CA-signed
+    /// leaf, say, or the same identity again after a restart).
+    pub identity: Option<Identity>,
+}
+
+/// A certificate chain and its private key, for [`Config::identity`].
+pub struct Identity {
+    /// The end-entity certificate first, then any intermediates the client needs.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of the end-entity certificate.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// A single certificate (no intermediates) and its key.
+    pub fn new(certificate: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Self {
+        Self {
+            chain: vec![certificate],
+            key,
+        }
+    }
+}
+
+// `PrivateKeyDer` is deliberately not `Clone`; the demo server's configuration is.
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fingerprints: Vec<String> = self
+            .chain
+            .iter()
+            .map(|c| async_rdp::tls::format_fingerprint(&async_rdp::tls::fingerprint_sha256(c)))
+            .collect();
+        f.debug_struct("Identity")
+            .field("chain", &fingerprints)
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -115,6 +161,7 @@ impl std::fmt::Debug for Config {
             .field("security", &self.security)
             .field("desktop", &self.desktop)
             .field("animate", &self.animate)
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -130,6 +177,7 @@ impl Default for Config {
                 height: 720,
             },
             animate: None,
+            identity: None,
         }
     }
 }
@@ -159,12 +207,15 @@ pub struct Connection {
 }
 
 impl DemoServer {
-    /// Binds to `127.0.0.1` on an ephemeral port and makes a fresh self-signed certificate.
+    /// Binds to `127.0.0.1` on an ephemeral port, with [`Config::identity`] or else a fresh
+    /// self-signed certificate.
     pub async fn bind(config: Config) -> io::Result<Self> {
         Self::bind_to("127.0.0.1:0".parse().map_err(io::Error::other)?, config).await
     }
 
-    /// Binds to `addr`, which must be a loopback address.
+    /// Binds to `addr`, which must be a loopback address (port 0: an ephemeral one). Binding
+    /// again to the address of a server that was dropped restarts "the same host" (with
+    /// another certificate, unless [`Config::identity`] repeats it).
     pub async fn bind_to(addr: SocketAddr, config: Config) -> io::Result<Self> {
         if !addr.ip().is_loopback() {
             return Err(io::Error::new(
@@ -172,20 +223,21 @@ impl DemoServer {
                 "the demo server listens on loopback only",
             ));
         }
-        let key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(io::Error::other)?;
-        let cert = params.self_signed(&key).map_err(io::Error::other)?;
-        let certificate = cert.der().clone();
+        let Identity { chain, key } = match &config.identity {
+            Some(identity) => identity.clone(),
+            None => self_signed()?,
+        };
+        let certificate = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the identity has no certificate"))?;
+        // CredSSP binds to the key of the certificate the server presents.
         let public_key = async_rdp::tls::subject_public_key(&certificate).map_err(io::Error::other)?;
         let server_config = rustls::ServerConfig::builder_with_provider(async_rdp::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?
             .with_no_client_auth()
-            .with_single_cert(
-                vec![certificate.clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
+            .with_single_cert(chain, key)
             .map_err(io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
@@ -397,6 +449,18 @@ impl DemoServer {
         acceptor.mark_credssp_as_done();
         Ok(())
     }
+}
+
+/// A fresh self-signed certificate for `localhost` and `127.0.0.1`.
+fn self_signed() -> io::Result<Identity> {
+    let key = rcgen::KeyPair::generate().map_err(io::Error::other)?;
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .map_err(io::Error::other)?;
+    let cert = params.self_signed(&key).map_err(io::Error::other)?;
+    Ok(Identity::new(
+        cert.der().clone(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    ))
 }
 
 /// The capability sets the demo server announces: fast-path output, 32 bpp, the desktop
