@@ -385,7 +385,14 @@ impl<S> Session<S> {
         for output in outputs {
             match output {
                 ActiveStageOutput::ResponseFrame(frame) => self.queue_frame(&frame),
-                ActiveStageOutput::GraphicsUpdate(rect) => self.events.push_back(Event::Graphics(Rect::from(&rect))),
+                ActiveStageOutput::GraphicsUpdate(rect) => {
+                    // IronRDP reports a surface command's whole destination, which a hostile
+                    // server can place outside the framebuffer: clip, so that an application
+                    // slicing the framebuffer by the rectangle stays in bounds.
+                    if let Some(rect) = clip(Rect::from(&rect), self.image.width(), self.image.height()) {
+                        self.events.push_back(Event::Graphics(rect));
+                    }
+                }
                 ActiveStageOutput::PointerDefault => self.events.push_back(Event::Pointer(PointerEvent::Default)),
                 ActiveStageOutput::PointerHidden => self.events.push_back(Event::Pointer(PointerEvent::Hidden)),
                 ActiveStageOutput::PointerPosition { x, y } => {
@@ -555,10 +562,28 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                     continue;
                 }
             };
-            let outputs = self
-                .stage
-                .process(&mut self.image, action, &frame, self.framed.last_read_at())
-                .map_err(|e| session_error("process server frame", e))?;
+            let received_at = self.framed.last_read_at();
+            // IronRDP's decoders can panic on hostile input (arithmetic overflow in RemoteFX
+            // clipping and tile placement, found by our fuzzing); a server must not be able to
+            // crash the application. The decoder state is then suspect, so the session ends.
+            let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.stage.process(&mut self.image, action, &frame, received_at)
+            }));
+            let outputs = match processed {
+                Ok(outputs) => outputs.map_err(|e| session_error("process server frame", e))?,
+                Err(panic) => {
+                    self.state = State::Closed;
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    return Poll::Ready(Err(Error::new(ErrorKind::Session, "session").with_detail(format!(
+                        "the decoder failed on a malformed {action:?} frame of {} bytes ({what})",
+                        frame.len()
+                    ))));
+                }
+            };
             self.handle_outputs(outputs)?;
             if self.stage.take_bitmap_recovery_request() {
                 log::debug!("Decoder dropped a malformed bitmap; asking for a redraw");
@@ -831,6 +856,18 @@ impl<S: FramedRead + FramedWrite> Session<S> {
         self.out.extend_from_slice(&self.scratch.filled()[..len]);
         Ok(())
     }
+}
+
+/// `rect` cut to a `width` x `height` framebuffer; `None` when nothing is left.
+fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
+    let right = rect.x.saturating_add(rect.width).min(width);
+    let bottom = rect.y.saturating_add(rect.height).min(height);
+    (rect.x < right && rect.y < bottom).then(|| Rect {
+        x: rect.x,
+        y: rect.y,
+        width: right - rect.x,
+        height: bottom - rect.y,
+    })
 }
 
 /// The slow-path form of a fast-path input event.

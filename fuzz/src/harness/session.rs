@@ -1,0 +1,258 @@
+//! The `session_frames` target: server bytes fed to a [`Session`], the client's active stage.
+//!
+//! The session is built from a real [`ConnectionResult`]: once per process (per thread), the
+//! connection drivers connect to the in-process demo server over loopback and TLS, and every
+//! input then gets a copy of that result. The input is the whole stream the server sends after
+//! the connection sequence; it is read in chunks whose sizes derive from the input's hash, and
+//! ends with end of stream.
+//!
+//! # Invariants
+//!
+//! - nothing panics;
+//! - the session ends, with an event or an error, within a number of polls bounded by the input
+//!   length (the stream never stalls, so `Pending` only ever means the session yielded);
+//! - after `Disconnected`, the next call fails with `Closed`;
+//! - every `Graphics` rectangle lies inside the framebuffer, and the framebuffer is as large as
+//!   its size and stride say (`Resized` gives its new size).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome, ConnectionResult};
+use async_rdp::{
+    connect_begin, connect_finalize, mark_as_upgraded, tls, ClientConfig, Error, ErrorKind, Event, LocalFramed,
+    NoNetworkClient, Prefixed, Session,
+};
+use async_rdp_demo_server::{Config, DemoServer, Security};
+use async_std::net::TcpStream;
+
+use super::stream::{ChunkedStream, Tap};
+
+/// The client's stream after the TLS upgrade, with taps below and above TLS.
+pub type ClientStream = Tap<futures_rustls::client::TlsStream<Prefixed<Tap<TcpStream>>>>;
+
+/// What the client read during a connection.
+#[derive(Debug, Default)]
+pub struct Recording {
+    /// Every byte read from TCP (X.224 negotiation in clear, then TLS records).
+    pub tcp: Rc<RefCell<Vec<u8>>>,
+    /// How many of `tcp` were read before the TLS upgrade.
+    pub tcp_before_tls: usize,
+    /// Every byte read from the TLS stream, in clear.
+    pub tls: Rc<RefCell<Vec<u8>>>,
+}
+
+/// A demo server configuration: TLS only (the quickest handshake), everything else default.
+pub fn demo_config() -> Config {
+    Config {
+        security: Security::Tls,
+        ..Config::default()
+    }
+}
+
+/// A client configuration for `server`: its user, TLS only.
+pub fn client_config(server: &DemoServer) -> ClientConfig {
+    let config = server.config();
+    ClientConfig::new(&config.username, config.password.as_str()).with_security(true, false)
+}
+
+/// Runs the client side of the whole connection sequence with the drivers against the server
+/// at `addr` (a loopback address), which must present the certificate `verifier` pins;
+/// records what it reads and returns the framed stream, positioned at the start of the
+/// session.
+pub async fn connect(
+    addr: SocketAddr,
+    verifier: tls::Pinned,
+    config: ClientConfig,
+) -> Result<(LocalFramed<ClientStream>, ConnectionResult, Recording), Error> {
+    let mut recording = Recording::default();
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Error::io("tcp connect", e))?;
+    let local = tcp.local_addr().map_err(|e| Error::io("tcp connect", e))?;
+    let mut connector = ClientConnector::new(config.connector_config(), local);
+    let mut framed = LocalFramed::new(Tap::new(tcp, recording.tcp.clone()));
+
+    // The drivers' futures are boxed: they are large in a debug build.
+    let should_upgrade = Box::pin(connect_begin(&mut framed, &mut connector)).await?;
+    recording.tcp_before_tls = recording.tcp.borrow().len() - framed.peek().len();
+    let upgraded = Box::pin(tls::upgrade(framed, "127.0.0.1", Arc::new(verifier))).await?;
+    let token = mark_as_upgraded(should_upgrade, &mut connector)?;
+    let mut framed = LocalFramed::new(Tap::new(upgraded.stream, recording.tls.clone()));
+    let outcome = Box::pin(connect_finalize(
+        &mut framed,
+        connector,
+        token,
+        &mut NoNetworkClient,
+        "127.0.0.1".into(),
+        upgraded.server_public_key,
+        None,
+    ))
+    .await?;
+    match outcome {
+        ConnectionOutcome::Connected(result) => Ok((framed, result, recording)),
+        other => Err(Error::new(ErrorKind::InvalidState, "fuzz harness")
+            .with_detail(format!("the demo server did not connect us: {other:?}"))),
+    }
+}
+
+/// Connects to a fresh demo server and returns the connection result.
+///
+/// # Panics
+///
+/// If the demo server cannot be started or the connection fails.
+pub fn demo_connection_result() -> ConnectionResult {
+    async_std::task::block_on(async {
+        let server = DemoServer::bind(demo_config())
+            .await
+            .expect("harness: start the demo server");
+        let addr = server.local_addr().expect("harness: the demo server's address");
+        let verifier = tls::Pinned::certificate(server.certificate());
+        let (client, accepted) = futures::join!(
+            Box::pin(connect(addr, verifier, client_config(&server))),
+            Box::pin(server.accept())
+        );
+        if let Err(e) = accepted {
+            panic!(
+                "harness: the demo server refused the connection: {}",
+                async_rdp::report(&e)
+            );
+        }
+        match client {
+            Ok((_, result, _)) => result,
+            Err(e) => panic!(
+                "harness: connecting to the demo server failed: {}",
+                async_rdp::report(&e)
+            ),
+        }
+    })
+}
+
+/// A copy of a connection result. `ConnectionResult` is not `Clone`: its static channel set
+/// holds channel processors; this crate attaches none, so an empty set with the same chunk
+/// size is an exact copy.
+///
+/// # Panics
+///
+/// If `result` has static channels.
+pub fn clone_result(result: &ConnectionResult) -> ConnectionResult {
+    assert!(
+        result.static_channels.values().next().is_none(),
+        "harness: a connection result with static channels cannot be copied"
+    );
+    let mut copy = ConnectionResult {
+        io_channel_id: result.io_channel_id,
+        user_channel_id: result.user_channel_id,
+        message_channel_id: result.message_channel_id,
+        share_id: result.share_id,
+        static_channels: Default::default(),
+        desktop_size: result.desktop_size,
+        input_flags: result.input_flags,
+        enable_server_pointer: result.enable_server_pointer,
+        pointer_software_rendering: result.pointer_software_rendering,
+        refresh_rect_support: result.refresh_rect_support,
+        suppress_output_support: result.suppress_output_support,
+        window_support_level: result.window_support_level,
+        monitor_layout: result.monitor_layout.clone(),
+        activation_factory: result.activation_factory.clone(),
+        compression_type: result.compression_type,
+    };
+    let chunk = result.static_channels.maximum_chunk_size();
+    assert!(
+        copy.static_channels.set_maximum_chunk_size(chunk),
+        "harness: chunk size {chunk} not accepted"
+    );
+    copy
+}
+
+thread_local! {
+    static RESULT: ConnectionResult = demo_connection_result();
+}
+
+/// Makes sure the connection result exists (the first call connects to the demo server).
+pub fn init() {
+    RESULT.with(|_| ());
+}
+
+/// Read sizes for an input: derived from its hash, so that each input is read the same way
+/// every time, and a mutated input differently.
+fn read_sizes(data: &[u8]) -> Vec<usize> {
+    // FNV-1a, then xorshift64.
+    let mut state = data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    if next() % 4 == 0 {
+        return Vec::new();
+    }
+    (0..8)
+        .map(|_| {
+            let r = next();
+            let limit = match r % 4 {
+                0 => 16,
+                1 => 512,
+                _ => 0x8000,
+            };
+            usize::try_from((r >> 8) % limit).unwrap_or(0) + 1
+        })
+        .collect()
+}
+
+/// The fuzz target.
+pub fn check(data: &[u8]) {
+    let result = RESULT.with(clone_result);
+    let stream = ChunkedStream::new(data, read_sizes(data), false);
+    let mut session = Session::new(LocalFramed::new(stream), result);
+    let mut cx = Context::from_waker(Waker::noop());
+    let budget = 64 * data.len() + 4096;
+    for _ in 0..budget {
+        match session.poll_next_event(&mut cx) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(Event::Disconnected(_))) => {
+                assert!(session.is_closed(), "invariant: open after Disconnected");
+                match session.poll_next_event(&mut cx) {
+                    Poll::Ready(Err(e)) if e.kind() == ErrorKind::Closed => return,
+                    other => panic!("invariant: after Disconnected, next_event gave {other:?}"),
+                }
+            }
+            Poll::Ready(Ok(event)) => check_event(&session, &event),
+            Poll::Ready(Err(_)) => return,
+        }
+    }
+    panic!(
+        "invariant: the session neither ended nor failed after {budget} polls of a {}-byte stream",
+        data.len()
+    );
+}
+
+fn check_event<S>(session: &Session<S>, event: &Event) {
+    let fb = session.framebuffer();
+    let (width, height) = (usize::from(fb.width), usize::from(fb.height));
+    assert!(
+        fb.stride >= width * 4 && fb.data.len() >= fb.stride * height,
+        "invariant: a {width}x{height} framebuffer of stride {} holds {} bytes",
+        fb.stride,
+        fb.data.len()
+    );
+    match event {
+        Event::Graphics(rect) => assert!(
+            usize::from(rect.x) + usize::from(rect.width) <= width
+                && usize::from(rect.y) + usize::from(rect.height) <= height,
+            "invariant: {rect:?} reaches outside the {width}x{height} framebuffer"
+        ),
+        Event::Resized { width: w, height: h } => assert_eq!(
+            (*w, *h),
+            (fb.width, fb.height),
+            "invariant: Resized does not give the framebuffer's size"
+        ),
+        _ => {}
+    }
+}

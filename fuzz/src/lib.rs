@@ -1,0 +1,4 @@
+//! Fuzz targets for async-rdp; see `README.md`. The targets' bodies live in [`harness`] so
+//! that `tests/fuzz.rs` runs the very same checks on the stable toolchain.
+
+pub mod harness;
