@@ -4,18 +4,24 @@
 //!
 //! Each target first replays every seed as it is, then runs a fixed number of mutated inputs
 //! (bit flips, byte sets, inserts and deletes, range copies, interesting integers, splices of
-//! two seeds, truncation and, for `framing`, fresh split points and frame bounds). The seed of
-//! the generator is fixed, so a run replays exactly; `ASYNC_RDP_FUZZ_ITERATIONS` and
-//! `ASYNC_RDP_FUZZ_SEED` change the count and the seed for longer runs by hand.
+//! two seeds, truncation, whole seed frames recombined with one of them mutated and its length
+//! fields made to agree again, and for `framing` fresh split points and frame bounds). The
+//! seed of the generator is fixed, so a run replays exactly (the summary line prints a digest
+//! of the inputs); `ASYNC_RDP_FUZZ_ITERATIONS` and `ASYNC_RDP_FUZZ_SEED` change the count and
+//! the seed for longer runs by hand.
 //!
-//! A panic in an iteration (in the code under test, or an invariant of the harness) is caught;
-//! the input is written to `fuzz/artifacts/<target>/crash-<sha1>` with a minimized copy
-//! `minimized-<sha1>`, and the test fails with where it panicked and the minimized input in hex.
-//! An iteration that runs for more than a minute is reported the same way (`timeout-<sha1>`),
-//! and the process aborts. A single allocation above 512 MiB is reported too (`oom-<sha1>`).
+//! A panic that reaches the harness (from the code under test, or an invariant of the harness)
+//! is caught; the input is written to `fuzz/artifacts/<target>/crash-<sha1>` with a minimized
+//! copy `minimized-crash-<sha1>`, and the test fails with where it panicked and the minimized
+//! input in hex. An iteration that runs for more than a minute is reported the same way
+//! (`timeout-<sha1>`), and the process aborts. A single allocation above 512 MiB is reported
+//! too (`oom-<sha1>`). Panics that the code under test catches itself (`Session` contains
+//! IronRDP's decoder panics) are printed with their site and count, without failing.
 //!
-//! The seed corpus is recorded from a real session with the demo server:
-//! `cargo test --test fuzz -- --ignored record_corpus`.
+//! The seed corpus is recorded from real sessions: `cargo test --test fuzz -- --ignored
+//! record_corpus`. The crashes found so far are replayed by the `regression_*` tests, from
+//! `fuzz/regressions/`; `cargo test --test fuzz -- --ignored replay_artifacts` replays and
+//! minimizes whatever is in `fuzz/artifacts/`.
 
 #[path = "../fuzz/src/harness/mod.rs"]
 mod harness;
@@ -35,8 +41,8 @@ use async_rdp::tls;
 use harness::{framing, session};
 
 /// Iterations per target: about 30-60 s each in a debug build on two cores.
-const FRAMING_ITERATIONS: usize = 60_000;
-const SESSION_ITERATIONS: usize = 6_000;
+const FRAMING_ITERATIONS: usize = 45_000;
+const SESSION_ITERATIONS: usize = 60_000;
 /// The longest input the mutator makes.
 const MAX_LEN: usize = 96 * 1024;
 /// An iteration running longer than this is a hang.
@@ -46,92 +52,6 @@ const HANG: Duration = Duration::from_secs(60);
 const LARGE_ALLOCATION: usize = 512 << 20;
 
 type BoxError = Box<dyn std::error::Error>;
-
-/// Crashes already found, each with the regression test that replays it. The bounded runs
-/// print these (with how often they were hit) but do not fail on them; anything else fails.
-/// To make them fail again, empty this list (and un-ignore the regression tests).
-///
-/// The arithmetic-overflow panics are in IronRDP's crates (and in `yuv`, which
-/// `ironrdp-graphics` uses), not in async-rdp; they happen in builds with overflow checks
-/// (debug builds, cargo-fuzz's default), while release builds wrap silently. A crate version
-/// in the site keeps an upgraded IronRDP from hiding behind an old entry.
-const KNOWN: &[Known] = &[
-    Known::at(
-        "ironrdp-session-0.13.0/src/rfx.rs",
-        185,
-        185,
-        "regression_rfx_clipping_left_subtract_overflow",
-    ),
-    Known::at(
-        "ironrdp-session-0.13.0/src/rfx.rs",
-        187,
-        187,
-        "regression_rfx_clipping_right_subtract_overflow",
-    ),
-    Known::at(
-        "ironrdp-session-0.13.0/src/rfx.rs",
-        200,
-        201,
-        "regression_rfx_tile_position_multiply_overflow",
-    ),
-    Known::at(
-        "ironrdp-session-0.13.0/src/fast_path.rs",
-        753,
-        753,
-        "regression_surface_bits_empty_destination_subtract_overflow",
-    ),
-    Known::at(
-        "ironrdp-pdu-0.11.0/src/geometry.rs",
-        156,
-        156,
-        "regression_surface_bits_inverted_destination_width_overflow",
-    ),
-    Known::at(
-        "yuv-0.8.20/src/rdp.rs",
-        425,
-        430,
-        "regression_rfx_ycbcr_to_rgb_overflow",
-    ),
-    // async-rdp's own: `Session` passes IronRDP's update rectangle on unclipped.
-    Known {
-        file: "",
-        lines: (0, 0),
-        message: "reaches outside the",
-        test: "regression_graphics_rect_outside_framebuffer",
-    },
-];
-
-/// A known crash: a panic site (file, line range) or an invariant's message.
-struct Known {
-    file: &'static str,
-    lines: (u32, u32),
-    message: &'static str,
-    test: &'static str,
-}
-
-impl Known {
-    const fn at(file: &'static str, first: u32, last: u32, test: &'static str) -> Self {
-        Self {
-            file,
-            lines: (first, last),
-            message: "",
-            test,
-        }
-    }
-
-    fn find(finding: &Finding) -> Option<&'static Known> {
-        KNOWN.iter().find(|known| {
-            if !known.message.is_empty() {
-                return finding.message.contains(known.message);
-            }
-            // "path/to/file.rs:LINE:COLUMN"
-            let mut parts = finding.location.rsplitn(3, ':');
-            let (_column, line, file) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-            let line: u32 = line.and_then(|l| l.parse().ok()).unwrap_or(0);
-            file.ends_with(known.file) && (known.lines.0..=known.lines.1).contains(&line)
-        })
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The targets.
@@ -153,7 +73,7 @@ fn session_frames_bounded() {
 /// What went wrong in one iteration.
 #[derive(Debug, Clone)]
 struct Finding {
-    /// `crash`, `oom`.
+    /// `crash`, `oom`, or `contained` (a panic the code under test caught).
     kind: &'static str,
     /// Where it panicked (file:line:column), or what was allocated.
     location: String,
@@ -193,53 +113,60 @@ fn run_target(target: &str, check: fn(&[u8]), default_iterations: usize, reframe
         reframe,
     };
     let mut found: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut contained: BTreeMap<String, Seen> = BTreeMap::new();
     let started = Instant::now();
 
     let total = seeds.len() + iterations;
+    // A digest of every input run, to tell that two runs ran the same inputs.
+    let mut digest = 0xcbf2_9ce4_8422_2325_u64;
     for i in 0..total {
         let input = match seeds.get(i) {
             Some(seed) => seed.clone(),
             None => mutator.input(),
         };
+        digest = input.iter().fold(digest ^ input.len() as u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         watchdog.enter(&input);
-        let finding = run_one(check, &input);
+        let outcome = run_one(check, &input);
         watchdog.leave();
-        if let Some(finding) = finding {
+        let record = |seen: &mut BTreeMap<String, Seen>, finding: Finding| {
             let key = format!("{} {}", finding.kind, finding.location);
-            found.entry(key).and_modify(|seen| seen.count += 1).or_insert(Seen {
+            seen.entry(key).and_modify(|s| s.count += 1).or_insert(Seen {
                 finding,
                 count: 1,
-                input,
+                input: input.clone(),
             });
+        };
+        if let Some(finding) = outcome.escaped {
+            record(&mut found, finding);
+        }
+        for finding in outcome.contained {
+            record(&mut contained, finding);
         }
     }
     watchdog.stop();
     let elapsed = started.elapsed();
-    let (known, new): (Vec<&Seen>, Vec<&Seen>) = found.values().partition(|seen| Known::find(&seen.finding).is_some());
     println!(
-        "{target}: {} seeds + {iterations} mutated inputs in {:.1} s ({:.0} per second), {} crashes{}",
+        "{target}: {} seeds + {iterations} mutated inputs (digest {digest:016x}) in {:.1} s ({:.0} per second), {} crashes",
         seeds.len(),
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
-        new.len(),
-        if known.is_empty() {
-            String::new()
-        } else {
-            format!(" (and {} known ones)", known.len())
-        }
+        found.len(),
     );
-    for seen in &known {
-        let test = Known::find(&seen.finding).map_or("", |k| k.test);
+    // Panics that the code under test caught itself (`Session` contains IronRDP's decoder
+    // panics and ends the session with an error): not failures, but worth knowing about.
+    for seen in contained.values() {
         println!(
-            "  known, {} times: {} at {} ({test})",
+            "  contained panic, {} times: {} at {}",
             seen.count, seen.finding.message, seen.finding.location
         );
     }
-    if new.is_empty() {
+    if found.is_empty() {
         return;
     }
     let mut report = String::new();
-    for seen in &new {
+    for seen in found.values() {
         let minimized = minimize(check, &seen.input, &seen.finding, reframe);
         let original = write_artifact(target, seen.finding.kind, "", &seen.input);
         let small = write_artifact(target, seen.finding.kind, "minimized-", &minimized);
@@ -258,18 +185,29 @@ fn run_target(target: &str, check: fn(&[u8]), default_iterations: usize, reframe
             seen.finding.backtrace,
         );
     }
-    panic!("{target}: {} distinct new crashes{report}", new.len());
+    panic!("{target}: {} distinct crashes{report}", found.len());
 }
 
-/// Runs one input; a panic or a too-large allocation is a finding.
-fn run_one(check: fn(&[u8]), input: &[u8]) -> Option<Finding> {
+/// What one input did.
+struct Outcome {
+    /// A panic that reached the harness, an invariant broken, or a too-large allocation.
+    escaped: Option<Finding>,
+    /// Panics that the code under test caught itself.
+    contained: Vec<Finding>,
+}
+
+/// Runs one input.
+fn run_one(check: fn(&[u8]), input: &[u8]) -> Outcome {
     FUZZING.with(|f| f.set(true));
+    PANICS.with(|p| p.borrow_mut().clear());
     LARGEST_ALLOCATION.with(|l| l.set(0));
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| check(input)));
     FUZZING.with(|f| f.set(false));
     let largest = LARGEST_ALLOCATION.with(Cell::get);
-    match outcome {
-        Err(_) => Some(LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| Finding {
+    let mut panics = PANICS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let escaped = match outcome {
+        // The last panic is the one that unwound to us.
+        Err(_) => Some(panics.pop().unwrap_or_else(|| Finding {
             kind: "crash",
             location: "unknown".into(),
             message: "a panic the hook did not see".into(),
@@ -282,6 +220,13 @@ fn run_one(check: fn(&[u8]), input: &[u8]) -> Option<Finding> {
             backtrace: String::new(),
         }),
         Ok(()) => None,
+    };
+    for panic in &mut panics {
+        panic.kind = "contained";
+    }
+    Outcome {
+        escaped,
+        contained: panics,
     }
 }
 
@@ -293,7 +238,9 @@ fn minimize(check: fn(&[u8]), input: &[u8], finding: &Finding, reframe: bool) ->
     let tries = Cell::new(0);
     let same = |candidate: &[u8]| {
         tries.set(tries.get() + 1);
-        run_one(check, candidate).is_some_and(|f| f.kind == finding.kind && f.location == finding.location)
+        run_one(check, candidate)
+            .escaped
+            .is_some_and(|f| f.kind == finding.kind && f.location == finding.location)
     };
     // A framing input's header stays as it is; the stream behind it is cut into frames.
     let header = if reframe {
@@ -411,7 +358,7 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 
 thread_local! {
     static FUZZING: Cell<bool> = const { Cell::new(false) };
-    static LAST_PANIC: RefCell<Option<Finding>> = const { RefCell::new(None) };
+    static PANICS: RefCell<Vec<Finding>> = const { RefCell::new(Vec::new()) };
     static BACKTRACED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     static LARGEST_ALLOCATION: Cell<usize> = const { Cell::new(0) };
 }
@@ -428,7 +375,7 @@ fn install_panic_hook() {
             }
             let location = info.location().map_or_else(
                 || "unknown".to_owned(),
-                |l| format!("{}:{}:{}", l.file(), l.line(), l.column()),
+                |l| format!("{}:{}:{}", crate_path(l.file()), l.line(), l.column()),
             );
             let message = info
                 .payload()
@@ -443,8 +390,8 @@ fn install_panic_hook() {
             } else {
                 String::new()
             };
-            LAST_PANIC.with(|p| {
-                *p.borrow_mut() = Some(Finding {
+            PANICS.with(|p| {
+                p.borrow_mut().push(Finding {
                     kind: "crash",
                     location,
                     message,
@@ -453,6 +400,17 @@ fn install_panic_hook() {
             });
         }));
     });
+}
+
+/// A source path with the registry's prefix dropped: `ironrdp-session-0.13.0/src/rfx.rs`.
+fn crate_path(file: &str) -> &str {
+    match file.find("/registry/src/") {
+        Some(at) => {
+            let rest = &file[at + "/registry/src/".len()..];
+            rest.split_once('/').map_or(rest, |(_index, path)| path)
+        }
+        None => file,
+    }
 }
 
 /// The frames of a backtrace that name async-rdp or IronRDP code, with their source lines.
@@ -1314,7 +1272,14 @@ fn replay_artifacts() {
                 continue;
             }
             let Ok(input) = std::fs::read(&path) else { continue };
-            match run_one(check, &input) {
+            let outcome = run_one(check, &input);
+            for panic in &outcome.contained {
+                println!(
+                    "{target}/{name}: contained panic at {}: {}",
+                    panic.location, panic.message
+                );
+            }
+            match outcome.escaped {
                 None => println!("{target}/{name}: no longer fails"),
                 Some(finding) => {
                     let minimized = minimize(check, &input, &finding, reframe);
@@ -1336,23 +1301,29 @@ fn replay_artifacts() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Regressions: the crashes found so far, replayed from `fuzz/regressions/<target>/`. Each
-// failing one says where it panics. They are ignored while the bug is open (see `KNOWN`);
-// `cargo test --test fuzz -- --ignored regression_` runs them.
+// Regressions: the crashes found so far, replayed from `fuzz/regressions/<target>/`. Each must
+// now end without a panic reaching the caller and with the target's invariants holding. The
+// arithmetic-overflow panics are in IronRDP's crates (and in `yuv`, under ironrdp-graphics),
+// in builds with overflow checks (debug, cargo-fuzz's default); `Session` contains them since
+// it runs the decoder under `catch_unwind`, and the run prints each contained panic, so it
+// shows when an IronRDP upgrade fixes one.
 
-/// Runs each input through `check`; fails with where and how each one that panicked did.
+/// Runs each input through `check`; fails with where and how each one that failed did.
 fn replay(check: fn(&[u8]), inputs: &[(&str, &[u8])]) {
     install_panic_hook();
-    let failures: Vec<String> = inputs
-        .iter()
-        .filter_map(|(name, input)| {
-            let f = run_one(check, input)?;
-            Some(format!(
+    let mut failures = Vec::new();
+    for (name, input) in inputs {
+        let outcome = run_one(check, input);
+        for panic in &outcome.contained {
+            println!("{name}: contained panic at {}: {}", panic.location, panic.message);
+        }
+        if let Some(f) = outcome.escaped {
+            failures.push(format!(
                 "{name}: {} at {}: {}\n{}",
                 f.kind, f.location, f.message, f.backtrace
-            ))
-        })
-        .collect();
+            ));
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -1365,44 +1336,47 @@ macro_rules! session_regression {
     };
 }
 
-/// A RemoteFX frame (surface bits) whose destination makes `destination.left + width - 1`
-/// underflow in `clipping_rectangles`.
+/// A RemoteFX frame (in Set Surface Bits) whose destination makes
+/// `destination.left + width - 1` underflow: ironrdp-session 0.13.0 src/rfx.rs:185:47
+/// (`clipping_rectangles`).
 #[test]
 fn regression_rfx_clipping_left_subtract_overflow() {
     session_regression!("rfx-clipping-left-subtract-overflow");
 }
 
 /// A RemoteFX rectangle of width 0 at the left edge: `destination.left + r.x + r.width - 1`
-/// underflows in `clipping_rectangles`.
+/// underflows, ironrdp-session 0.13.0 src/rfx.rs:187:24 (`clipping_rectangles`).
 #[test]
 fn regression_rfx_clipping_right_subtract_overflow() {
     session_regression!("rfx-clipping-right-subtract-overflow");
 }
 
-/// RemoteFX tiles whose index times the 64-pixel tile size overflows u16 in
-/// `tiles_to_rectangles` (`t.x * TILE_SIZE`, `t.y * TILE_SIZE`).
+/// RemoteFX tiles whose index times the 64-pixel tile size overflows u16: ironrdp-session
+/// 0.13.0 src/rfx.rs:200:34 (`t.x * TILE_SIZE`) and 201:32 (`t.y * TILE_SIZE`),
+/// `tiles_to_rectangles`.
 #[test]
 fn regression_rfx_tile_position_multiply_overflow() {
     session_regression!("rfx-tile-left-multiply-overflow", "rfx-tile-top-multiply-overflow");
 }
 
-/// A Set Surface Bits command whose destination bottom is 0: the exclusive-to-inclusive
-/// conversion `destination.bottom - 1` underflows in `process_surface_commands`.
+/// A Set Surface Bits command whose destination bottom is 0: `destination.bottom - 1`
+/// underflows, ironrdp-session 0.13.0 src/fast_path.rs:753:33 (`process_surface_commands`).
 #[test]
 fn regression_surface_bits_empty_destination_subtract_overflow() {
     session_regression!("surface-bits-empty-destination-subtract-overflow");
 }
 
-/// A (fragmented) Set Surface Bits command with right < left: `InclusiveRectangle::width`
-/// (`right - left + 1`) underflows, called from ironrdp-session's fast_path.rs:758.
+/// A fragmented Set Surface Bits command with right < left: `InclusiveRectangle::width`
+/// (`right - left + 1`) underflows, ironrdp-pdu 0.11.0 src/geometry.rs:156:9, called from
+/// ironrdp-session 0.13.0 src/fast_path.rs:758.
 #[test]
 fn regression_surface_bits_inverted_destination_width_overflow() {
     session_regression!("surface-bits-inverted-destination-width-overflow");
 }
 
-/// RemoteFX tiles whose dequantized coefficients overflow the YCbCr to RGB conversion of the
-/// `yuv` crate (called by ironrdp-graphics' `color_conversion::ycbcr_to_rgba`, from
-/// `rfx::TileDecoder::decode`).
+/// RemoteFX tiles whose dequantized coefficients overflow the YCbCr to RGB conversion in
+/// yuv 0.8.20 src/rdp.rs:425-430 (one input per overflowing operation), called by
+/// ironrdp-graphics 0.11.0 `color_conversion::ycbcr_to_rgba` from `rfx::TileDecoder::decode`.
 #[test]
 fn regression_rfx_ycbcr_to_rgb_overflow() {
     session_regression!(
@@ -1416,9 +1390,9 @@ fn regression_rfx_ycbcr_to_rgb_overflow() {
 }
 
 /// After a reactivation at 96 x 64, a RemoteFX frame for 128 x 96: IronRDP reports the
-/// frame's whole destination as the update rectangle, and `Session` hands it on as
-/// `Event::Graphics` although it reaches outside the framebuffer (an application slicing the
-/// framebuffer by it, as `Event`'s example does, panics). Release builds too.
+/// frame's whole destination as the update rectangle; `Event::Graphics` must still lie inside
+/// the framebuffer (an application slicing the framebuffer by it, as `Event`'s example does,
+/// would panic). Release builds too.
 #[test]
 fn regression_graphics_rect_outside_framebuffer() {
     session_regression!("graphics-rect-outside-framebuffer");

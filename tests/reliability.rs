@@ -50,7 +50,7 @@ fn a_silent_server_trips_the_idle_timeout() -> Result<(), BoxError> {
         let addr = server.local_addr()?.to_string();
         let (events, _event_rx) = unbounded();
         let (_commands, command_rx) = unbounded();
-        let serving = server.serve_one(events, command_rx).fuse();
+        let serving = server.serve_one(events, command_rx);
         let client = async {
             let idle = Duration::from_millis(400);
             let config = client_config(&server)
@@ -74,9 +74,9 @@ fn a_silent_server_trips_the_idle_timeout() -> Result<(), BoxError> {
             assert_eq!(err.context(), "session");
             assert!(waited < idle + Duration::from_secs(2), "timed out after {waited:?}");
             Ok::<_, BoxError>(())
-        }
-        .fuse();
-        futures::pin_mut!(serving, client);
+        };
+        // Boxed: in a debug build the session futures are too large for a test thread's stack.
+        let (mut serving, mut client) = (Box::pin(serving.fuse()), Box::pin(client.fuse()));
         loop {
             futures::select! {
                 result = client => return result,
@@ -106,8 +106,7 @@ fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<
             let (_keep, commands) = unbounded();
             second.run(events, commands).await?;
             Ok::<_, BoxError>(())
-        }
-        .fuse();
+        };
 
         let client = async {
             let config = client_config(&server);
@@ -135,10 +134,10 @@ fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<
             );
             again.shutdown(Duration::from_secs(5)).await?;
             Ok::<_, BoxError>(())
-        }
-        .fuse();
+        };
 
-        futures::pin_mut!(serving, client);
+        // Boxed: in a debug build the session futures are too large for a test thread's stack.
+        let (mut serving, mut client) = (Box::pin(serving.fuse()), Box::pin(client.fuse()));
         let both = async {
             loop {
                 futures::select! {
