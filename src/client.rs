@@ -6,12 +6,12 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use futures_rustls::client::TlsStream;
-use ironrdp_connector::{ClientConnector, ClientConnectorState, ConnectionOutcome, ConnectionResult, Credentials};
+use ironrdp_connector::{ClientConnector, ConnectionOutcome, ConnectionResult, Credentials};
 use ironrdp_core::WriteBuf;
 use ironrdp_pdu::gcc::{ClientClusterData, RedirectionFlags, RedirectionVersion};
 use ironrdp_pdu::rdp::server_redirection::ServerRedirectionPdu;
 
-use crate::connect::{connect_begin, drive_step, mark_as_upgraded, perform_credssp, NoNetworkClient};
+use crate::connect::{connect_begin, finalize_step, mark_as_upgraded, perform_credssp, phase_name, NoNetworkClient};
 use crate::framed::LocalFramed;
 use crate::net::{self, TcpStream};
 use crate::session::Session;
@@ -209,44 +209,33 @@ async fn attempt(
 
     // The rest of the sequence, with licensing timed and bounded on its own.
     let mut buf = WriteBuf::new();
-    let mut phase = phase_of(&connector.state);
+    let mut phase = phase_name(&connector.state);
     let mut phase_start = Instant::now();
     let activation_start = phase_start;
     let mut licensing = Duration::ZERO;
     loop {
-        if connector.should_perform_multitransport() {
-            buf.clear();
-            let written = crate::redact::scoped(|| connector.skip_multitransport(&mut buf))
-                .map_err(|e| crate::connect::connector_error("activation", e))?;
-            if let Some(len) = written.size() {
-                framed.write_all(&buf.filled()[..len]).await?;
-            }
-            continue;
-        }
         let limit = if phase == "licensing" {
             t.licensing
         } else {
             t.activation
         };
         let left = limit.saturating_sub(phase_start.elapsed());
-        net::with_timeout(left, phase, drive_step(&mut framed, &mut *connector, &mut buf, phase))
+        let step = finalize_step(&mut framed, &mut connector, &mut buf, phase);
+        let outcome = net::with_timeout(left, phase, step)
             .await
             .map_err(|e| e.in_context(phase))?;
-        if let Some(outcome) = connector.state.take_outcome() {
+        if let Some(outcome) = outcome {
             if phase == "licensing" {
                 licensing += phase_start.elapsed();
             }
             timings.licensing = (licensing > Duration::ZERO).then_some(licensing);
             timings.activation = activation_start.elapsed().saturating_sub(licensing);
             return Ok(match outcome {
-                ConnectionOutcome::Connected(result) => {
-                    log::info!("Connected to {addr}");
-                    Attempt::Connected(Box::new(framed), Box::new(result))
-                }
+                ConnectionOutcome::Connected(result) => Attempt::Connected(Box::new(framed), Box::new(result)),
                 ConnectionOutcome::Redirected(redirection) => Attempt::Redirected(redirection),
             });
         }
-        let next = phase_of(&connector.state);
+        let next = phase_name(&connector.state);
         if next != phase {
             if phase == "licensing" {
                 licensing += phase_start.elapsed();
@@ -254,13 +243,6 @@ async fn attempt(
             phase = next;
             phase_start = Instant::now();
         }
-    }
-}
-
-fn phase_of(state: &ClientConnectorState) -> &'static str {
-    match state {
-        ClientConnectorState::LicensingExchange { .. } => "licensing",
-        _ => "activation",
     }
 }
 

@@ -211,31 +211,48 @@ where
     let mut buf = WriteBuf::new();
     log::debug!("Finishing the connection sequence");
     loop {
-        if connector.should_perform_multitransport() {
-            buf.clear();
-            let written = crate::redact::scoped(|| connector.skip_multitransport(&mut buf))
-                .map_err(|e| connector_error("multitransport", e))?;
-            if let Some(len) = written.size() {
-                framed.write_all(&buf.filled()[..len]).await?;
-            }
-            continue;
-        }
         let context = phase_name(&connector.state);
-        drive_step(framed, &mut connector, &mut buf, context).await?;
-        if let Some(outcome) = connector.state.take_outcome() {
-            match &outcome {
-                ConnectionOutcome::Connected(result) => log::info!(
-                    "Connected: desktop {}x{}",
-                    result.desktop_size.width,
-                    result.desktop_size.height
-                ),
-                ConnectionOutcome::Redirected(redirection) => {
-                    log::info!("Server redirected the connection (session {})", redirection.session_id);
-                }
-            }
+        if let Some(outcome) = finalize_step(framed, &mut connector, &mut buf, context).await? {
             return Ok(outcome);
         }
     }
+}
+
+/// One step of the connection sequence after the security upgrade: declines a pending
+/// multitransport request, or drives the connector one step; returns the outcome once the
+/// connector has one. Shared by [`connect_finalize`] and `connect`.
+pub(crate) async fn finalize_step<S>(
+    framed: &mut Framed<S>,
+    connector: &mut ClientConnector,
+    buf: &mut WriteBuf,
+    context: &'static str,
+) -> Result<Option<ConnectionOutcome>>
+where
+    S: FramedRead + FramedWrite,
+{
+    if connector.should_perform_multitransport() {
+        buf.clear();
+        let written =
+            crate::redact::scoped(|| connector.skip_multitransport(buf)).map_err(|e| connector_error(context, e))?;
+        if let Some(len) = written.size() {
+            framed.write_all(&buf.filled()[..len]).await?;
+        }
+        return Ok(None);
+    }
+    drive_step(framed, connector, buf, context).await?;
+    let outcome = connector.state.take_outcome();
+    match &outcome {
+        Some(ConnectionOutcome::Connected(result)) => log::info!(
+            "Connected: desktop {}x{}",
+            result.desktop_size.width,
+            result.desktop_size.height
+        ),
+        Some(ConnectionOutcome::Redirected(redirection)) => {
+            log::info!("Server redirected the connection (session {})", redirection.session_id);
+        }
+        None => {}
+    }
+    Ok(outcome)
 }
 
 /// Runs the CredSSP (NLA) exchange for a connector that negotiated it, then advances the
@@ -388,7 +405,7 @@ where
 }
 
 /// The phase of the connection sequence a connector state belongs to, for error contexts.
-fn phase_name(state: &ClientConnectorState) -> &'static str {
+pub(crate) fn phase_name(state: &ClientConnectorState) -> &'static str {
     match state {
         ClientConnectorState::ConnectionInitiationSendRequest
         | ClientConnectorState::ConnectionInitiationWaitConfirm { .. } => "negotiation",
