@@ -181,6 +181,8 @@ async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), Stri
         None => println!("  (deadline reached before the screen settled)"),
     }
     let updates = settled.updates;
+    // Counted while the session is live: the client's thread plus whatever the runtime started.
+    let threads = common::thread_names();
 
     let fb = session.framebuffer();
     common::write_png(&o.output, &fb)?;
@@ -193,6 +195,14 @@ async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), Stri
     );
     if let Err(e) = session.shutdown(Duration::from_secs(2)).await {
         log::warn!("Shutdown: {}", async_rdp::report(&e));
+    }
+    if let Some(peak) = common::peak_rss_kib() {
+        println!(
+            "peak RSS {:.1} MiB, {} OS threads during the session ({})",
+            peak as f64 / 1024.0,
+            threads.len(),
+            threads.join(", ")
+        );
     }
     Ok(())
 }

@@ -160,17 +160,25 @@ pub async fn settle(
 
 /// Writes the framebuffer to a PNG file.
 pub fn write_png(path: &str, fb: &async_rdp::Framebuffer<'_>) -> Result<(), String> {
+    use std::io::Write as _;
+
     let file = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), u32::from(fb.width), u32::from(fb.height));
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    let mut writer = encoder
+        .write_header()
+        .and_then(png::Writer::into_stream_writer)
+        .map_err(|e| e.to_string())?;
+    // Row by row, straight from the framebuffer: a packed copy of the image would cost as much
+    // memory again as the framebuffer itself.
     let row = usize::from(fb.width) * 4;
-    let mut packed = Vec::with_capacity(row * usize::from(fb.height));
     for y in 0..usize::from(fb.height) {
-        packed.extend_from_slice(&fb.data[y * fb.stride..y * fb.stride + row]);
+        writer
+            .write_all(&fb.data[y * fb.stride..y * fb.stride + row])
+            .map_err(|e| e.to_string())?;
     }
-    writer.write_image_data(&packed).map_err(|e| e.to_string())
+    writer.finish().map_err(|e| e.to_string())
 }
 
 /// The process's resident memory, from `/proc/self/status` (Linux), in KiB.
@@ -185,4 +193,15 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The names of the process's OS threads (`/proc/self/task/*/comm`).
+pub fn thread_names() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
 }

@@ -1,0 +1,55 @@
+//! The smallest useful client: connect, wait for the first screen update, print what arrived,
+//! disconnect. No demo server, no image encoder: this is the binary BENCHMARKS.md measures for
+//! size (`cargo build --profile min-size --example minimal`).
+//!
+//! ```text
+//! cargo run --release --example minimal -- rdp://user:pass@host:3389
+//! ```
+//!
+//! The server's certificate is checked against known hosts (remembered on first contact,
+//! refused if it changes), as by default.
+
+use std::time::Duration;
+
+use async_rdp::{connect, ClientConfig, Event};
+
+fn main() {
+    let Some(target) = std::env::args().nth(1) else {
+        eprintln!("usage: minimal rdp://user:password@host[:port]");
+        std::process::exit(2);
+    };
+    if let Err(e) = async_std::task::block_on(run(&target)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(target: &str) -> Result<(), String> {
+    let rest = target.strip_prefix("rdp://").unwrap_or(target);
+    let (credentials, host) = rest.rsplit_once('@').ok_or("the target needs user:password@")?;
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    let addr = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:3389")
+    };
+
+    let mut session = connect(&addr, ClientConfig::new(user, password))
+        .await
+        .map_err(|e| async_rdp::report(&e))?;
+    loop {
+        match session.next_event().await.map_err(|e| async_rdp::report(&e))? {
+            Event::Graphics(rect) => {
+                let fb = session.framebuffer();
+                println!("first update: {rect:?} of a {}x{} desktop", fb.width, fb.height);
+                break;
+            }
+            Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}")),
+            _ => {}
+        }
+    }
+    session
+        .shutdown(Duration::from_secs(2))
+        .await
+        .map_err(|e| async_rdp::report(&e))
+}
