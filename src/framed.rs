@@ -56,9 +56,11 @@ pub type SyncFramed<S> = Framed<SyncStream<S>>;
 #[derive(Debug)]
 pub struct Framed<S> {
     stream: S,
-    /// `buf[..filled]` holds received bytes not yet returned; `buf[filled..]` is initialised
-    /// scratch space that the next read writes into.
+    /// `buf[..start]` holds frames already returned by reference, `buf[start..start + filled]`
+    /// received bytes not yet returned, and the rest is initialised scratch space that the
+    /// next read writes into.
     buf: BytesMut,
+    start: usize,
     filled: usize,
     max_frame_size: usize,
     last_read_at: Option<MonotonicInstant>,
@@ -67,7 +69,7 @@ pub struct Framed<S> {
 impl<S> Framed<S> {
     /// The bytes received but not yet returned as a frame.
     pub fn peek(&self) -> &[u8] {
-        &self.buf[..self.filled]
+        &self.buf[self.start..self.start + self.filled]
     }
 
     /// When the most recent socket read that returned data completed, on this crate's
@@ -104,8 +106,28 @@ impl<S> Framed<S> {
 
     fn take(&mut self, len: usize) -> BytesMut {
         debug_assert!(len <= self.filled);
+        self.forget_returned();
         self.filled -= len;
         self.buf.split_to(len)
+    }
+
+    /// Returns the next `len` buffered bytes by reference: they stay in the buffer (and stay
+    /// initialised, so reading into that space later needs no zeroing) until the next read.
+    fn take_ref(&mut self, len: usize) -> &[u8] {
+        debug_assert!(len <= self.filled);
+        let start = self.start;
+        self.start += len;
+        self.filled -= len;
+        &self.buf[start..start + len]
+    }
+
+    /// Drops the frames returned by reference from the front of the buffer, so that
+    /// `buf[..filled]` is the buffered data. Cheap: it moves the view, not the bytes.
+    fn forget_returned(&mut self) {
+        if self.start > 0 {
+            bytes::Buf::advance(&mut self.buf, self.start);
+            self.start = 0;
+        }
     }
 }
 
@@ -122,6 +144,7 @@ impl<S: StreamWrapper> Framed<S> {
         Self {
             stream: S::from_inner(stream),
             buf: leftover,
+            start: 0,
             filled,
             max_frame_size: MAX_FRAME_SIZE,
             last_read_at: None,
@@ -129,7 +152,8 @@ impl<S: StreamWrapper> Framed<S> {
     }
 
     /// Returns the stream and the bytes buffered but not yet returned.
-    pub fn into_inner(self) -> (S::Inner, BytesMut) {
+    pub fn into_inner(mut self) -> (S::Inner, BytesMut) {
+        self.forget_returned();
         let mut buf = self.buf;
         buf.truncate(self.filled);
         (self.stream.into_inner(), buf)
@@ -147,12 +171,12 @@ impl<S: StreamWrapper> Framed<S> {
 
     /// The stream and the buffered bytes.
     pub fn get_inner(&self) -> (&S::Inner, &[u8]) {
-        (self.stream.get_ref(), &self.buf[..self.filled])
+        (self.stream.get_ref(), &self.buf[self.start..self.start + self.filled])
     }
 
     /// The stream (mutably) and the buffered bytes.
     pub fn get_inner_mut(&mut self) -> (&mut S::Inner, &[u8]) {
-        (self.stream.get_mut(), &self.buf[..self.filled])
+        (self.stream.get_mut(), &self.buf[self.start..self.start + self.filled])
     }
 }
 
@@ -174,6 +198,58 @@ impl<S: FramedRead> Framed<S> {
 
     /// The poll form of [`read_pdu`](Self::read_pdu), for hand-written futures.
     pub fn poll_read_pdu(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Action, BytesMut)>> {
+        let (action, len) = ready!(self.poll_whole_frame(cx))?;
+        Poll::Ready(Ok((action, self.take(len))))
+    }
+
+    /// Like [`read_pdu`](Self::read_pdu), but the frame is lent, not handed over: it borrows
+    /// the buffer until the next call. This is the session loop's read: no reference count is
+    /// touched, and since the frame's bytes never leave the buffer, the space they took is
+    /// read into again without being zeroed first. Use [`read_pdu`](Self::read_pdu) to keep
+    /// a frame.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use async_rdp::LocalFramed;
+    /// use futures::io::Cursor;
+    ///
+    /// // Two fast-path frames of 4 bytes each.
+    /// let mut framed = LocalFramed::new(Cursor::new(vec![0x00, 0x04, 0xAA, 0xBB, 0x00, 0x04, 0xCC, 0xDD]));
+    /// let (_action, frame) = framed.read_pdu_ref().await?;
+    /// assert_eq!(frame, [0x00, 0x04, 0xAA, 0xBB]);
+    /// let (_action, frame) = framed.read_pdu_ref().await?;
+    /// assert_eq!(frame, [0x00, 0x04, 0xCC, 0xDD]);
+    /// # Ok::<(), async_rdp::Error>(())
+    /// # });
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, like [`read_pdu`](Self::read_pdu).
+    pub async fn read_pdu_ref(&mut self) -> Result<(Action, &[u8])> {
+        let (action, len) = poll_fn(|cx| self.poll_whole_frame(cx)).await?;
+        Ok((action, self.take_ref(len)))
+    }
+
+    /// The poll form of [`read_pdu_ref`](Self::read_pdu_ref).
+    pub fn poll_read_pdu_ref(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Action, &[u8])>> {
+        let (action, len) = ready!(self.poll_whole_frame(cx))?;
+        Poll::Ready(Ok((action, self.take_ref(len))))
+    }
+
+    /// [`poll_read_pdu_ref`](Self::poll_read_pdu_ref) with the frame's arrival time (which
+    /// the caller cannot ask for separately while it holds the frame).
+    pub(crate) fn poll_read_pdu_ref_at(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Action, &[u8], Option<MonotonicInstant>)>> {
+        let (action, len) = ready!(self.poll_whole_frame(cx))?;
+        let received_at = self.last_read_at;
+        Poll::Ready(Ok((action, self.take_ref(len), received_at)))
+    }
+
+    /// Reads until a whole TPKT or fast-path frame is buffered; returns its action and length.
+    fn poll_whole_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Action, usize)>> {
         loop {
             let info = ironrdp_pdu::find_size(self.peek()).map_err(|e| {
                 Error::new(ErrorKind::InvalidFrame, "read frame")
@@ -188,7 +264,7 @@ impl<S: FramedRead> Framed<S> {
                     }
                     self.check_frame_len(info.length, "read frame")?;
                     if self.filled >= info.length {
-                        return Poll::Ready(Ok((info.action, self.take(info.length))));
+                        return Poll::Ready(Ok((info.action, info.length)));
                     }
                     ready!(self.poll_fill(cx, Some(info.length), "read frame"))?;
                 }
@@ -288,7 +364,15 @@ impl<S: FramedRead> Framed<S> {
         // at least a whole chunk, so that a large frame arriving in small reads grows the
         // buffer once, not once per read.
         let needed = frame_len.map_or(0, |len| len.saturating_sub(self.filled));
-        if self.buf.len() - self.filled < needed.max(READ_CHUNK / 4) {
+        let room = needed.max(READ_CHUNK / 4);
+        if self.start > 0 && self.buf.len() - self.start - self.filled < room && self.buf.len() - self.filled >= room {
+            // The frames lent by reference are done with: move the partial frame behind them
+            // to the front. The space after it is still initialised, so nothing is zeroed.
+            self.buf.copy_within(self.start..self.start + self.filled, 0);
+            self.start = 0;
+        }
+        if self.buf.len() - self.start - self.filled < room {
+            self.forget_returned();
             let want = needed.max(READ_CHUNK);
             // Drop the stale scratch first so that compacting moves only buffered frame bytes.
             self.buf.truncate(self.filled);
@@ -302,7 +386,8 @@ impl<S: FramedRead> Framed<S> {
             // The new room is zeroed once here, then read into; it stays initialised.
             self.buf.resize(self.filled + want, 0);
         }
-        let n = ready!(self.stream.poll_read(cx, &mut self.buf[self.filled..])).map_err(|e| Error::io(context, e))?;
+        let end = self.start + self.filled;
+        let n = ready!(self.stream.poll_read(cx, &mut self.buf[end..])).map_err(|e| Error::io(context, e))?;
         if n == 0 {
             return Poll::Ready(Err(self.eof_error(frame_len, context)));
         }
@@ -406,17 +491,19 @@ where
         reason = "the halves are named by the wrapper they came from"
     )]
     pub fn split(
-        self,
+        mut self,
     ) -> (
         Framed<S::Rewrap<futures::io::ReadHalf<S::Inner>>>,
         Framed<S::Rewrap<futures::io::WriteHalf<S::Inner>>>,
     ) {
+        self.forget_returned();
         let max_frame_size = self.max_frame_size;
         let last_read_at = self.last_read_at;
         let (read, write) = futures::io::AsyncReadExt::split(self.stream.into_inner());
         let reader = Framed {
             stream: <S::Rewrap<_> as StreamWrapper>::from_inner(read),
             buf: self.buf,
+            start: 0,
             filled: self.filled,
             max_frame_size,
             last_read_at,
@@ -441,6 +528,7 @@ where
         let Framed {
             stream,
             buf,
+            start,
             filled,
             max_frame_size,
             last_read_at,
@@ -451,6 +539,7 @@ where
             Ok(inner) => Ok(Framed {
                 stream: <R::Rewrap<T> as StreamWrapper>::from_inner(inner),
                 buf,
+                start,
                 filled,
                 max_frame_size,
                 last_read_at,
@@ -459,6 +548,7 @@ where
                 Framed {
                     stream: R::from_inner(read),
                     buf,
+                    start,
                     filled,
                     max_frame_size,
                     last_read_at,
@@ -747,5 +837,54 @@ mod tests {
             "capacity {}",
             f.buffer_capacity()
         );
+    }
+
+    #[test]
+    fn lent_and_owned_frames_interleave_over_random_chunks() {
+        // Lent frames leave their bytes in the buffer; owned frames are split off it. Mixed in
+        // any order over any chunking, both must return exactly the frames sent, and the
+        // leftover handed back at the end must be exactly what was not returned.
+        let frames: Vec<Vec<u8>> = (0..40).flat_map(|_| sample_frames()).collect();
+        let data: Vec<u8> = frames.concat();
+        for seed in 0..8 {
+            let mut f = LocalFramed::new(ScriptStream::random_chunks(&data, seed, 40_000, End::Eof));
+            block_on(async {
+                for (i, expected) in frames.iter().enumerate() {
+                    if (i + seed as usize) % 3 == 0 {
+                        let (_, frame) = f.read_pdu().await.expect("owned frame");
+                        assert_eq!(&frame[..], &expected[..], "owned frame {i}, seed {seed}");
+                    } else {
+                        let (_, frame) = f.read_pdu_ref().await.expect("lent frame");
+                        assert_eq!(frame, &expected[..], "lent frame {i}, seed {seed}");
+                    }
+                }
+                assert_eq!(f.read_pdu_ref().await.expect_err("end").kind(), ErrorKind::Closed);
+            });
+            assert!(
+                f.buffer_capacity() <= MAX_FRAME_SIZE + READ_CHUNK,
+                "capacity {}",
+                f.buffer_capacity()
+            );
+        }
+    }
+
+    #[test]
+    fn leftover_after_lent_frames_is_exactly_the_unread_bytes() {
+        let frames = sample_frames();
+        let data = frames.concat();
+        let mut f = framed(vec![data.clone()], End::Pending);
+        block_on(async {
+            for expected in &frames[..3] {
+                assert_eq!(f.read_pdu_ref().await.expect("frame").1, &expected[..]);
+            }
+        });
+        // What was read past the third frame, and only that, is buffered and handed back.
+        let consumed: usize = frames[..3].iter().map(Vec::len).sum();
+        let buffered = f.peek().len();
+        assert!(buffered > 0);
+        assert!(f.peek() == &data[consumed..consumed + buffered]);
+        assert!(f.get_inner().1 == &data[consumed..consumed + buffered]);
+        let (_, leftover) = f.into_inner();
+        assert!(leftover[..] == data[consumed..consumed + buffered]);
     }
 }

@@ -555,19 +555,19 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                 continue;
             }
 
-            let (action, frame) = match ready!(self.framed.poll_read_pdu(cx)) {
+            // The frame is lent from the framing buffer (no reference count, no re-zeroing).
+            let (action, frame, received_at) = match ready!(self.framed.poll_read_pdu_ref_at(cx)) {
                 Ok(read) => read,
                 Err(e) => {
                     self.lost_or_fail(e.in_context("session"))?;
                     continue;
                 }
             };
-            let received_at = self.framed.last_read_at();
             // IronRDP's decoders can panic on hostile input (arithmetic overflow in RemoteFX
             // clipping and tile placement, found by our fuzzing); a server must not be able to
             // crash the application. The decoder state is then suspect, so the session ends.
             let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.stage.process(&mut self.image, action, &frame, received_at)
+                self.stage.process(&mut self.image, action, frame, received_at)
             }));
             let outputs = match processed {
                 Ok(outputs) => outputs.map_err(|e| session_error("process server frame", e))?,

@@ -225,6 +225,42 @@ fn read_pdu_does_not_allocate_per_frame() {
     }
 }
 
+#[test]
+fn read_pdu_ref_allocates_nothing_at_all() {
+    // Lent frames never leave the buffer: once it has its working size, reading allocates
+    // nothing, not even the occasional growth that returned frames can cause.
+    let _turn = exclusive();
+    for frame_len in [64, 1024, 16 * 1024, 0x7fff] {
+        for max_read in [1500, 64 * 1024] {
+            let frames = 5_000;
+            let mut framed = LocalFramed::new(repeating(frames_round(frame_len), WARM_UP_FRAMES + frames, max_read));
+            let allocations = block_on(async {
+                for _ in 0..WARM_UP_FRAMES {
+                    let (_, frame) = framed.read_pdu_ref().await.expect("warm-up frame");
+                    assert_eq!(frame.len(), frame_len);
+                }
+                start_counting();
+                let mut read = 0;
+                for _ in 0..frames {
+                    match framed.read_pdu_ref().await {
+                        Ok((Action::FastPath, frame)) if frame.len() == frame_len => read += 1,
+                        _ => break,
+                    }
+                }
+                let allocations = stop_counting();
+                assert_eq!(read, frames, "every measured frame was read whole");
+                allocations
+            });
+            println!(
+                "read_pdu_ref: {frames} frames of {frame_len} B, reads of up to {max_read} B: {allocations} allocations \
+                 (buffer capacity {})",
+                framed.buffer_capacity()
+            );
+            assert_eq!(allocations, 0, "frames of {frame_len} B, reads of {max_read} B");
+        }
+    }
+}
+
 /// A `Framed` over `Prefixed`, whose prefix holds `prefix_frames` frames and whose inner stream
 /// holds `inner_frames` more, read `max_read` bytes at a time.
 fn prefixed(
