@@ -596,7 +596,10 @@ fn table(out: &mut String, transport: Transport, rows: &[Row], plan: &Plan) {
         out,
         "| frame | ceiling MB/s | ours MB/s | ours, lent MB/s | ironrdp-futures MB/s | ironrdp-tokio MB/s | ours/ceiling | ours/futures | ours/tokio | lent/ceiling | lent/tokio |"
     );
-    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        out,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for row in rows {
         let [c, o, l, f, t] = row.mb_per_s;
         let _ = writeln!(
