@@ -32,6 +32,9 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// The shortest TPKT frame: its own 4-byte header ([T.123] 8).
 const TPKT_HEADER_LEN: usize = 4;
 
+/// A frame lent by the buffer, its action, and when the read that completed it returned.
+pub(crate) type LentFrame<'a> = (Action, &'a [u8], Option<MonotonicInstant>);
+
 /// A [`Framed`] over the default `!Send` [`LocalStream`] wrapper.
 pub type LocalFramed<S> = Framed<LocalStream<S>>;
 /// A [`Framed`] over the `Send` [`SendStream`] wrapper.
@@ -239,10 +242,7 @@ impl<S: FramedRead> Framed<S> {
 
     /// [`poll_read_pdu_ref`](Self::poll_read_pdu_ref) with the frame's arrival time (which
     /// the caller cannot ask for separately while it holds the frame).
-    pub(crate) fn poll_read_pdu_ref_at(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(Action, &[u8], Option<MonotonicInstant>)>> {
+    pub(crate) fn poll_read_pdu_ref_at(&mut self, cx: &mut Context<'_>) -> Poll<Result<LentFrame<'_>>> {
         let (action, len) = ready!(self.poll_whole_frame(cx))?;
         let received_at = self.last_read_at;
         Poll::Ready(Ok((action, self.take_ref(len), received_at)))
@@ -850,7 +850,7 @@ mod tests {
             let mut f = LocalFramed::new(ScriptStream::random_chunks(&data, seed, 40_000, End::Eof));
             block_on(async {
                 for (i, expected) in frames.iter().enumerate() {
-                    if (i + seed as usize) % 3 == 0 {
+                    if (i + seed as usize).is_multiple_of(3) {
                         let (_, frame) = f.read_pdu().await.expect("owned frame");
                         assert_eq!(&frame[..], &expected[..], "owned frame {i}, seed {seed}");
                     } else {

@@ -16,6 +16,11 @@
 //! Nothing here spawns a task or a thread, and nothing requires `Send`: the futures are `Send`
 //! exactly when the stream is. Only the `net` helpers name async-std.
 //!
+//! Under any executor, async-std's sockets and timers run on async-io's reactor, which starts
+//! one extra OS thread (`async-io`). [`runtime::block_on`] is a small executor and reactor of
+//! this crate's own: inside it, the [`net`] helpers (TCP connect, timeouts, the session's idle
+//! timer) use it instead, and a whole session runs on the calling thread and no other.
+//!
 //! ```no_run
 //! # async_std::task::block_on(async {
 //! use async_rdp::{connect_begin, connect_finalize, mark_as_upgraded, tls, LocalFramed, NoNetworkClient};
@@ -38,7 +43,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # });
 //! ```
-#![forbid(unsafe_code)]
+// Denied everywhere; allowed once, in `runtime`, around `polling::Poller::add` (with its proof).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod client;
@@ -51,6 +57,8 @@ pub mod kdc;
 pub mod net;
 mod reconnect;
 mod redact;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod runtime;
 mod session;
 mod stream;
 pub mod tls;
