@@ -127,6 +127,22 @@ impl Error {
         Self::new(kind, context).with_source(error)
     }
 
+    /// The peer reset or aborted the connection, or it was already closed for writing: after
+    /// our own goodbye, that is how a server that does not wait for ours says goodbye.
+    pub(crate) fn is_peer_gone(&self) -> bool {
+        let mut source: Option<&(dyn StdError + 'static)> = self.source.as_deref().map(|s| s as _);
+        while let Some(error) = source {
+            if let Some(io) = error.downcast_ref::<io::Error>() {
+                return matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+                );
+            }
+            source = error.source();
+        }
+        false
+    }
+
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         self.kind

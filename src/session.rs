@@ -666,20 +666,34 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                     Err(e) => return Err(e),
                 }
             }
-            // The disconnect ultimatum may still be queued.
-            self.flush().await?;
-            self.framed.close().await?;
-            // Wait for the server to close its side too.
-            loop {
-                match self.framed.fill_buf().await {
-                    Ok(buf) => {
-                        let n = buf.len();
-                        log::trace!("Discarding {n} bytes after shutdown");
-                        let _ = self.framed.read_by_hint(&DiscardAll).await;
+            let goodbye = async {
+                // The disconnect ultimatum may still be queued.
+                self.flush().await?;
+                self.framed.close().await?;
+                // Wait for the server to close its side too.
+                loop {
+                    match self.framed.fill_buf().await {
+                        Ok(buf) => {
+                            let n = buf.len();
+                            log::trace!("Discarding {n} bytes after shutdown");
+                            let _ = self.framed.read_by_hint(&DiscardAll).await;
+                        }
+                        Err(e) if matches!(e.kind(), ErrorKind::Closed | ErrorKind::UnexpectedEof) => return Ok(()),
+                        Err(e) => return Err(e),
                     }
-                    Err(e) if matches!(e.kind(), ErrorKind::Closed | ErrorKind::UnexpectedEof) => return Ok(()),
-                    Err(e) => return Err(e),
                 }
+            };
+            match goodbye.await {
+                // A server that closes as soon as it has our disconnect, without reading our
+                // TLS close, makes its kernel reset the connection: the session did end.
+                Err(e) if e.is_peer_gone() => {
+                    log::debug!(
+                        "The server reset the connection after our goodbye: {}",
+                        crate::report(&e)
+                    );
+                    Ok(())
+                }
+                other => other,
             }
         };
         let result = crate::net::with_timeout(timeout, "shutdown", exchange).await;

@@ -27,6 +27,16 @@
 //!    disconnect, abrupt drop, redraw), or the animation timer ([`Config::animate`]), which
 //!    redraws only [`animated_region`].
 //!
+//! # Replaying pre-encoded updates
+//!
+//! For benchmarks and decoder tests, [`Connection::replay`] replaces the session above: once
+//! the connection sequence is over ([`DemoServer::accept`]), it writes byte strings the owner
+//! prepared (whole server-to-client PDUs, typically made with the [`encode`] module: planar or
+//! uncompressed Bitmap Updates, RemoteFX surface bits) a given number of times, in turn, then
+//! ends the session as [`Command::Disconnect`] does. Nothing else is sent, and the
+//! server spends no time encoding while it replays. [`Connection::remotefx_offer`] tells what
+//! the client offered for RemoteFX, so that surface commands carry the codec id it chose.
+//!
 //! The desktop is a static test pattern, [`pattern_pixel`], built so that a decoding error
 //! (an off-by-one, swapped channels, a flipped row) changes some pixel; a client that decodes
 //! correctly shows exactly `pattern_pixel` everywhere outside [`animated_region`] (and
@@ -51,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod encode;
 mod pattern;
 mod pdu;
 mod session;

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ironrdp_pdu::geometry::InclusiveRectangle;
 
+use crate::encode::Picture;
+
 /// Clock box size.
 const CLOCK_W: u16 = 112;
 const CLOCK_H: u16 = 36;
@@ -348,7 +350,15 @@ impl Framebuffer {
         self.height
     }
 
+    /// The pixels, for the encoders.
+    pub(crate) fn picture(&self) -> Picture<'_> {
+        // The constructor sized `data` for `width` x `height`; a zero side (which `new` allows)
+        // is an empty picture that the encoders skip.
+        Picture::new(&self.data, self.width, self.height).unwrap_or_else(|_| Picture::empty())
+    }
+
     /// Pixel row `y`, columns `left..=right`, as BGRX bytes.
+    #[cfg(test)]
     pub(crate) fn row(&self, y: u16, left: u16, right: u16) -> &[u8] {
         let start = (usize::from(y) * usize::from(self.width) + usize::from(left)) * 4;
         let end = start + (usize::from(right) - usize::from(left) + 1) * 4;

@@ -23,14 +23,17 @@ use ironrdp_pdu::rdp::session_info::{
 };
 use ironrdp_pdu::x224::X224;
 
-use crate::pattern::Framebuffer;
+use crate::encode::{planar_tile, BitmapCodec, Picture};
 
 /// The largest fast-path PDU: its length field has 15 bits ([MS-RDPBCGR] 2.2.9.1.2).
 pub(crate) const MAX_FASTPATH_PDU: usize = 0x7FFF;
 
-/// Bitmap tiles are at most this size: 64 x 40 x 4 bytes = 10 KiB, so three fit in one PDU.
+/// Uncompressed bitmap tiles are at most this size: 64 x 40 x 4 bytes = 10 KiB, so three fit
+/// in one PDU.
 pub(crate) const TILE_W: u16 = 64;
 pub(crate) const TILE_H: u16 = 40;
+/// Planar tiles are at most this size (what Windows servers use).
+pub(crate) const PLANAR_TILE: u16 = 64;
 
 /// Fast-path header (at most 3 bytes), update header (1) and size (2), and the
 /// TS_UPDATE_BITMAP_DATA header (update type and rectangle count, 2 + 2).
@@ -168,8 +171,18 @@ pub(crate) fn append_goodbye(out: &mut Vec<u8>, ch: Channels, error_info: bool) 
 
 /// One fast-path PDU with one unfragmented update.
 fn append_fastpath(out: &mut Vec<u8>, code: UpdateCode, data: &[u8]) -> Result<(), EncodeError> {
+    append_fastpath_fragment(out, code, Fragmentation::Single, data)
+}
+
+/// One fast-path PDU with one update, or one fragment of one.
+pub(crate) fn append_fastpath_fragment(
+    out: &mut Vec<u8>,
+    code: UpdateCode,
+    fragmentation: Fragmentation,
+    data: &[u8],
+) -> Result<(), EncodeError> {
     let update = FastPathUpdatePdu {
-        fragmentation: Fragmentation::Single,
+        fragmentation,
         update_code: code,
         compression_flags: None,
         compression_type: None,
@@ -225,28 +238,65 @@ pub(crate) fn append_pointer(out: &mut Vec<u8>, x: u16, y: u16) -> Result<(), En
     append_fastpath(out, UpdateCode::NewPointer, &ironrdp_core::encode_vec(&pointer)?)
 }
 
-/// Encodes rectangles of a framebuffer as fast-path Bitmap Updates: uncompressed 32 bpp,
-/// bottom-up rows, BGRX ([MS-RDPBCGR] 2.2.9.1.1.3.1.2.2), in tiles of at most
-/// [`TILE_W`] x [`TILE_H`], as many tiles of one row per PDU as fit under
-/// [`MAX_FASTPATH_PDU`].
+/// Encodes rectangles of a picture as fast-path Bitmap Updates, in tiles (of at most
+/// [`TILE_W`] x [`TILE_H`] uncompressed, [`PLANAR_TILE`] square planar), as many tiles of one
+/// row per PDU as fit under [`MAX_FASTPATH_PDU`]. Uncompressed tiles are 32 bpp, bottom-up
+/// rows, BGRX ([MS-RDPBCGR] 2.2.9.1.1.3.1.2.2); planar ones are RDP 6.0 bitmap streams.
 ///
 /// The buffers are kept from one frame to the next.
-#[derive(Default)]
 pub(crate) struct BitmapEncoder {
-    pixels: Vec<u8>,
+    codec: BitmapCodec,
+    /// The payloads of the pending tiles, back to back.
+    payload: Vec<u8>,
+    tiles: Vec<PendingTile>,
+    /// One planar tile, before it is known whether it fits in the pending PDU.
+    scratch: Vec<u8>,
     update: Vec<u8>,
-    tiles: Vec<InclusiveRectangle>,
     out: Vec<u8>,
     /// The area being encoded (already clipped) and the top-left corner of its next tile.
     area: Option<InclusiveRectangle>,
     next: Option<(u16, u16)>,
 }
 
+/// A tile waiting for its PDU, and where its payload is.
+struct PendingTile {
+    rect: InclusiveRectangle,
+    start: usize,
+    len: usize,
+}
+
+impl Default for BitmapEncoder {
+    fn default() -> Self {
+        Self::new(BitmapCodec::Uncompressed)
+    }
+}
+
 impl BitmapEncoder {
-    /// Starts encoding `area` of `fb`, clipped to the framebuffer.
-    pub(crate) fn start(&mut self, fb: &Framebuffer, area: &InclusiveRectangle) {
-        let (w, h) = (fb.width(), fb.height());
+    pub(crate) fn new(codec: BitmapCodec) -> Self {
+        Self {
+            codec,
+            payload: Vec::new(),
+            tiles: Vec::new(),
+            scratch: Vec::new(),
+            update: Vec::new(),
+            out: Vec::new(),
+            area: None,
+            next: None,
+        }
+    }
+
+    fn tile_size(&self) -> (u16, u16) {
+        match self.codec {
+            BitmapCodec::Uncompressed => (TILE_W, TILE_H),
+            BitmapCodec::Planar => (PLANAR_TILE, PLANAR_TILE),
+        }
+    }
+
+    /// Starts encoding `area` of `picture`, clipped to the picture.
+    pub(crate) fn start(&mut self, picture: &Picture<'_>, area: &InclusiveRectangle) {
+        let (w, h) = (picture.width(), picture.height());
         self.tiles.clear();
+        self.payload.clear();
         if w == 0 || h == 0 || area.left >= w || area.top >= h || area.left > area.right || area.top > area.bottom {
             self.area = None;
             self.next = None;
@@ -263,31 +313,56 @@ impl BitmapEncoder {
 
     /// The next batch of whole PDUs (about [`WRITE_BATCH`] bytes, never more than that plus
     /// one PDU), or `None` once the area is done.
-    pub(crate) fn next_batch(&mut self, fb: &Framebuffer) -> Result<Option<&[u8]>, Error> {
+    pub(crate) fn next_batch(&mut self, picture: &Picture<'_>) -> Result<Option<&[u8]>, Error> {
         let Some(area) = self.area.clone() else {
             return Ok(None);
         };
+        let (tile_w, tile_h) = self.tile_size();
         self.out.clear();
-        let mut pdu_size = BITMAP_PDU_OVERHEAD;
+        let mut pdu_size = BITMAP_PDU_OVERHEAD + self.pending_size();
         while let Some((left, top)) = self.next {
             let tile = InclusiveRectangle {
                 left,
                 top,
-                right: area.right.min(left.saturating_add(TILE_W - 1)),
-                bottom: area.bottom.min(top.saturating_add(TILE_H - 1)),
+                right: area.right.min(left.saturating_add(tile_w - 1)),
+                bottom: area.bottom.min(top.saturating_add(tile_h - 1)),
             };
-            let size = BITMAP_RECT_OVERHEAD + tile_bytes(&tile);
             // A PDU holds tiles of one row only, so that the bounding box of its rectangles
             // (what a client may report as the damaged region) is exactly what it updates.
-            let new_row = self.tiles.last().is_some_and(|last| last.top != tile.top);
-            if new_row || pdu_size + size > MAX_FASTPATH_PDU {
-                self.finish_pdu(fb)?;
+            if self.tiles.last().is_some_and(|last| last.rect.top != tile.top) {
+                self.finish_pdu()?;
                 pdu_size = BITMAP_PDU_OVERHEAD;
                 if self.out.len() >= WRITE_BATCH {
                     return Ok(Some(&self.out));
                 }
             }
+            let len = match self.codec {
+                BitmapCodec::Uncompressed => tile_bytes(&tile),
+                BitmapCodec::Planar => {
+                    self.scratch.clear();
+                    planar_tile(picture, &tile, &mut self.scratch)?;
+                    self.scratch.len()
+                }
+            };
+            let size = BITMAP_RECT_OVERHEAD + len;
+            if pdu_size + size > MAX_FASTPATH_PDU {
+                self.finish_pdu()?;
+                pdu_size = BITMAP_PDU_OVERHEAD;
+                if self.out.len() >= WRITE_BATCH {
+                    // This tile is encoded again by the next call.
+                    return Ok(Some(&self.out));
+                }
+            }
             pdu_size += size;
+            let start = self.payload.len();
+            match self.codec {
+                BitmapCodec::Uncompressed => {
+                    for y in (tile.top..=tile.bottom).rev() {
+                        self.payload.extend_from_slice(picture.row(y, tile.left, tile.right));
+                    }
+                }
+                BitmapCodec::Planar => self.payload.extend_from_slice(&self.scratch),
+            }
             self.next = if tile.right < area.right {
                 Some((tile.right + 1, top))
             } else if tile.bottom < area.bottom {
@@ -295,38 +370,42 @@ impl BitmapEncoder {
             } else {
                 None
             };
-            self.tiles.push(tile);
+            self.tiles.push(PendingTile { rect: tile, start, len });
         }
-        self.finish_pdu(fb)?;
+        self.finish_pdu()?;
         self.area = None;
         Ok(Some(&self.out))
     }
 
+    /// What the pending tiles take in a PDU.
+    fn pending_size(&self) -> usize {
+        self.tiles.iter().map(|t| BITMAP_RECT_OVERHEAD + t.len).sum()
+    }
+
     /// Appends one PDU holding the pending tiles to the batch.
-    fn finish_pdu(&mut self, fb: &Framebuffer) -> Result<(), Error> {
+    fn finish_pdu(&mut self) -> Result<(), Error> {
         if self.tiles.is_empty() {
             return Ok(());
         }
-        self.pixels.clear();
-        for tile in &self.tiles {
-            for y in (tile.top..=tile.bottom).rev() {
-                self.pixels.extend_from_slice(fb.row(y, tile.left, tile.right));
-            }
-        }
-        let mut offset = 0;
+        let compressed = self.codec == BitmapCodec::Planar;
         let mut rectangles = Vec::with_capacity(self.tiles.len());
         for tile in &self.tiles {
-            let len = tile_bytes(tile);
+            let (width, height) = (tile.rect.width(), tile.rect.height());
             rectangles.push(BitmapData {
-                rectangle: tile.clone(),
-                width: tile.width(),
-                height: tile.height(),
+                rectangle: tile.rect.clone(),
+                width,
+                height,
                 bits_per_pixel: 32,
-                compression_flags: Compression::empty(),
+                // Planar tiles go without the TS_CD_HEADER, as Windows servers send them to
+                // clients that announce NO_BITMAP_COMPRESSION_HDR (IronRDP's does).
+                compression_flags: if compressed {
+                    Compression::BITMAP_COMPRESSION | Compression::NO_BITMAP_COMPRESSION_HDR
+                } else {
+                    Compression::empty()
+                },
                 compressed_data_header: None,
-                bitmap_data: &self.pixels[offset..offset + len],
+                bitmap_data: &self.payload[tile.start..tile.start + tile.len],
             });
-            offset += len;
         }
         let update = BitmapUpdateData { rectangles };
         self.update.clear();
@@ -334,6 +413,7 @@ impl BitmapEncoder {
         append_fastpath(&mut self.out, UpdateCode::Bitmap, &self.update)
             .map_err(|e| encode_error("encode bitmap update", e))?;
         self.tiles.clear();
+        self.payload.clear();
         Ok(())
     }
 }
@@ -362,6 +442,7 @@ mod tests {
     use ironrdp_pdu::fast_path::FastPathUpdate;
 
     use super::*;
+    use crate::pattern::Framebuffer;
 
     /// Splits a byte string of fast-path PDUs, checking each header.
     fn pdus(bytes: &[u8]) -> Vec<&[u8]> {
@@ -381,6 +462,7 @@ mod tests {
     fn tiles_cover_the_area_exactly_once_in_bounded_pdus() {
         for (w, h) in [(1280, 720), (301, 257), (64, 40), (1, 1), (65, 41)] {
             let fb = Framebuffer::new(w, h);
+            let fb = fb.picture();
             let mut bytes = Vec::new();
             let mut batches = 0;
             let mut encoder = BitmapEncoder::default();

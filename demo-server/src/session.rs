@@ -20,6 +20,7 @@ use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPd
 use ironrdp_pdu::x224::X224;
 use ironrdp_pdu::Action;
 
+use crate::encode::RemoteFxOffer;
 use crate::pattern::{ClockFace, Framebuffer};
 use crate::pdu::{self, BitmapEncoder, Channels};
 use crate::{animated_region, Connection, ServerStream};
@@ -200,6 +201,73 @@ impl Connection {
                 Err(e)
             }
         }
+    }
+}
+
+impl Connection {
+    /// What the client offered for RemoteFX in its Bitmap Codecs capability set (the codec id
+    /// to put in surface commands, and the entropy coder), or `None` if it did not offer it.
+    pub fn remotefx_offer(&self) -> Option<RemoteFxOffer> {
+        RemoteFxOffer::from_client_capabilities(&self.result.capabilities)
+    }
+
+    /// Replays pre-encoded server output instead of running the session: writes `frames[0]`,
+    /// `frames[1]`, ... in turn (starting over after the last) until `count` have been written,
+    /// then ends the session gracefully, as [`Command::Disconnect`] does (Set Error Info if
+    /// the client takes it, MCS Disconnect Provider Ultimatum, TLS close_notify and TCP
+    /// shutdown of our sending side).
+    ///
+    /// Each element of `frames` is written as it is, with no check: it should be whole
+    /// server-to-client PDUs (the [`encode`](crate::encode) module makes fast-path ones).
+    /// Nothing else is sent: no logon notification, no pointer, no first frame. The client's
+    /// PDUs are not read while the frames are written; after the goodbye they are read and
+    /// dropped until the client closes the connection (for at most five seconds), so that
+    /// unread bytes cannot turn our close into a reset that would cut off the end of the
+    /// stream on the client's side.
+    ///
+    /// No [`ServerEvent`] is produced. Returns an error if writing fails, or if `count` is not
+    /// zero and `frames` is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future may cut a PDU short.
+    pub async fn replay<F: AsRef<[u8]>>(self, frames: &[F], count: usize) -> Result<(), Error> {
+        if count > 0 && frames.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidState, "server replay").with_detail("no frames to replay"));
+        }
+        let Connection { mut framed, result, .. } = self;
+        for frame in frames.iter().cycle().take(count) {
+            framed.write_all(frame.as_ref()).await?;
+        }
+        let channels = Channels {
+            user: result.user_channel_id,
+            io: result.io_channel_id,
+        };
+        let error_info = result
+            .client_early_capability_flags
+            .contains(ironrdp_pdu::gcc::ClientEarlyCapabilityFlags::SUPPORT_ERR_INFO_PDU);
+        let mut out = Vec::new();
+        pdu::append_goodbye(&mut out, channels, error_info).map_err(|e| pdu::encode_error("encode disconnect", e))?;
+        framed.write_all(&out).await?;
+        framed.close().await?;
+        let drain = async { while framed.read_by_hint(&DiscardAll).await.is_ok() {} };
+        if async_std::future::timeout(REPLAY_DRAIN, drain).await.is_err() {
+            log::debug!("Demo server: the client kept the connection open after the replay");
+        }
+        Ok(())
+    }
+}
+
+/// How long [`Connection::replay`] waits for the client to close after the goodbye.
+const REPLAY_DRAIN: Duration = Duration::from_secs(5);
+
+/// A hint that takes whatever is buffered as one frame, to drain a closing connection.
+#[derive(Debug)]
+struct DiscardAll;
+
+impl ironrdp_pdu::PduHint for DiscardAll {
+    fn find_size(&self, bytes: &[u8]) -> ironrdp_core::DecodeResult<Option<(bool, usize)>> {
+        Ok((!bytes.is_empty()).then_some((true, bytes.len())))
     }
 }
 
@@ -394,8 +462,9 @@ impl Session {
     }
 
     async fn send_area(&mut self, area: &InclusiveRectangle) -> Result<(), Error> {
-        self.encoder.start(&self.fb, area);
-        while let Some(batch) = self.encoder.next_batch(&self.fb)? {
+        let picture = self.fb.picture();
+        self.encoder.start(&picture, area);
+        while let Some(batch) = self.encoder.next_batch(&picture)? {
             self.framed.write_all(batch).await?;
         }
         Ok(())

@@ -767,3 +767,74 @@ async fn animation_only_changes_the_clock() -> Result<(), BoxError> {
     run.served?;
     Ok(())
 }
+
+/// The test pattern, shifted `shift` pixels to the left, as BGRX.
+fn shifted_pattern(width: u16, height: u16, shift: u16) -> Vec<u8> {
+    let mut data = Vec::with_capacity(usize::from(width) * usize::from(height) * 4);
+    for y in 0..height {
+        for x in 0..width {
+            let [r, g, b, _] = pattern_pixel((x + shift) % width, y, width, height);
+            data.extend_from_slice(&[b, g, r, 0xFF]);
+        }
+    }
+    data
+}
+
+#[async_std::test]
+async fn replay_writes_the_frames_in_turn_then_says_goodbye() -> Result<(), BoxError> {
+    use async_rdp::ironrdp_connector::DesktopSize;
+    use async_rdp_demo_server::encode::{bitmap_updates, remotefx_surface_bits, BitmapCodec, Picture};
+
+    let (w, h) = (256, 160);
+    let config = Config {
+        security: Security::Tls,
+        desktop: DesktopSize { width: w, height: h },
+        ..Config::default()
+    };
+    let server = DemoServer::bind(config).await?;
+    let first = shifted_pattern(w, h, 0);
+    let second = shifted_pattern(w, h, 37);
+
+    let served = Box::pin(async {
+        let connection = server.accept().await?;
+        let offer = connection.remotefx_offer().ok_or("the client offered no RemoteFX")?;
+        assert_eq!(offer.codec_id, 3, "IronRDP's client gives RemoteFX id 3");
+        let frames = [
+            bitmap_updates(&Picture::new(&first, w, h)?, BitmapCodec::Planar)?,
+            remotefx_surface_bits(&Picture::new(&second, w, h)?, &offer, 0, true)?,
+        ];
+        // planar, RemoteFX, planar: the last frame is lossless.
+        connection.replay(&frames, 3).await?;
+        Ok::<(), BoxError>(())
+    });
+    let tested = Box::pin(async {
+        let mut client = Box::pin(Client::connect(&server)).await?;
+        // Set Error Info (ERRINFO_RPC_INITIATED_DISCONNECT) ends the frames...
+        let reason = client.until_terminated().await?;
+        assert!(matches!(reason, GracefulDisconnectReason::Other(_)), "{reason:?}");
+        assert!(
+            client
+                .regions
+                .iter()
+                .any(|r| (r.left, r.top, r.right, r.bottom) == (0, 0, w - 1, h - 1)),
+            "the RemoteFX frame updated the whole desktop at once"
+        );
+        // ...then the MCS ultimatum and a clean close.
+        client.pump().await?;
+        let err = client
+            .framed
+            .read_pdu()
+            .await
+            .err()
+            .ok_or("the server kept the connection")?;
+        assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+        Ok::<_, BoxError>(client.image.data().to_vec())
+    });
+    let (served, tested) = async_std::future::timeout(TEST_TIMEOUT, async { futures::join!(served, tested) }).await?;
+    served?;
+    let image = tested?;
+    for (i, (rgba, bgrx)) in image.chunks_exact(4).zip(first.chunks_exact(4)).enumerate() {
+        assert_eq!(rgba, [bgrx[2], bgrx[1], bgrx[0], 0xFF], "pixel {i}");
+    }
+    Ok(())
+}
