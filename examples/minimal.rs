@@ -18,7 +18,12 @@ fn main() {
         eprintln!("usage: minimal rdp://user:password@host[:port]");
         std::process::exit(2);
     };
-    if let Err(e) = async_std::task::block_on(run(&target)) {
+    // One OS thread for the whole session: async-rdp's runtime (Linux); async-std elsewhere.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let result = async_rdp::runtime::block_on(run(&target));
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let result = async_std::task::block_on(run(&target));
+    if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -28,7 +28,7 @@ struct Job {
 
 fn main() {
     env_logger::init();
-    if let Err(e) = async_std::task::block_on(run()) {
+    if let Err(e) = common::block_on(run()) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

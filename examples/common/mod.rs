@@ -205,3 +205,13 @@ pub fn thread_names() -> Vec<String> {
         .map(|name| name.trim_end().to_owned())
         .collect()
 }
+
+/// Runs the example on one thread: async-rdp's own runtime where it exists (Linux), so that a
+/// session against a real server starts no other OS thread; async-std's `block_on` elsewhere.
+/// (The in-process demo server uses async-std's sockets, which start async-io's thread.)
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return async_rdp::runtime::block_on(future);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return async_std::task::block_on(future);
+}
