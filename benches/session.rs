@@ -5,7 +5,8 @@
 //! the same run:
 //!
 //! 1. **ours**: `async_rdp::connect`, then `Session::next_event` until `Event::Disconnected`,
-//!    under `async_std::task::block_on` on the measuring thread;
+//!    under `async_rdp::runtime::block_on` on the measuring thread (one OS thread, as the
+//!    examples run);
 //! 2. **tokio**: what a user following IronRDP's examples writes: `ironrdp-tokio`'s
 //!    `TokioFramed` over a tokio `TcpStream`, `connect_begin` / tokio-rustls /
 //!    `mark_as_upgraded` / `connect_finalize`, then `ActiveStage::process` per `read_pdu`,
@@ -783,7 +784,7 @@ impl Net<'_> {
 fn run_ours(net: &mut Net<'_>) -> Outcome {
     net.server.serve(Some(net.encoded.codec), net.count);
     let config = client_config(net.options, net.endpoint);
-    async_std::task::block_on(async {
+    async_rdp::runtime::block_on(async {
         let mut session = async_rdp::connect(&net.endpoint.address, config)
             .await
             .expect("async-rdp connect");
@@ -996,7 +997,7 @@ async fn read_to_end(framed: &mut LocalFramed<async_rdp::ClientStream>) -> usize
 /// Loop 4: the transport alone (TLS, framing), nothing decoded.
 fn run_transport(net: &mut Net<'_>) -> Outcome {
     net.server.serve(Some(net.encoded.codec), net.count);
-    async_std::task::block_on(async {
+    async_rdp::runtime::block_on(async {
         let (mut framed, _result) = connect_low_level(net.options, net.endpoint).await;
         net.arm();
         let watch = Stopwatch::start(net.except());
