@@ -1,5 +1,6 @@
 //! The `framing` target: arbitrary bytes, cut into reads at points the input chooses, through
-//! `Framed::read_pdu` and `Framed::read_by_hint` with IronRDP's three frame hints.
+//! `Framed::read_pdu`, `Framed::read_pdu_ref` (alone, and alternating with `read_pdu`) and
+//! `Framed::read_by_hint` with IronRDP's three frame hints.
 //!
 //! # Input layout
 //!
@@ -120,7 +121,14 @@ pub fn encode(flags: u8, bound: Option<u16>, sizes: &[u8], data: &[u8]) -> Vec<u
 /// The fuzz target: every reader over the same input.
 pub fn check(input: &[u8]) {
     let input = parse(input);
-    for reader in [Reader::Pdu, Reader::Rdp, Reader::X224, Reader::FastPath] {
+    for reader in [
+        Reader::Pdu,
+        Reader::Lent,
+        Reader::Mixed,
+        Reader::Rdp,
+        Reader::X224,
+        Reader::FastPath,
+    ] {
         run(reader, &input);
     }
 }
@@ -130,6 +138,11 @@ pub fn check(input: &[u8]) {
 enum Reader {
     /// `read_pdu`.
     Pdu,
+    /// `read_pdu_ref`: frames lent from the buffer.
+    Lent,
+    /// `read_pdu_ref` and `read_pdu` in turn, so that lent and split-off frames share one
+    /// buffer.
+    Mixed,
     /// `read_by_hint(&RDP_HINT)`.
     Rdp,
     /// `read_by_hint(&X224_HINT)`: fast-path frames are skipped.
@@ -141,7 +154,7 @@ enum Reader {
 impl Reader {
     fn returns(self, x224: bool) -> bool {
         match self {
-            Reader::Pdu | Reader::Rdp => true,
+            Reader::Pdu | Reader::Lent | Reader::Mixed | Reader::Rdp => true,
             Reader::X224 => x224,
             Reader::FastPath => !x224,
         }
@@ -149,7 +162,7 @@ impl Reader {
 
     fn hint(self) -> Option<&'static dyn PduHint> {
         match self {
-            Reader::Pdu => None,
+            Reader::Pdu | Reader::Lent | Reader::Mixed => None,
             Reader::Rdp => Some(&RDP_HINT),
             Reader::X224 => Some(&X224_HINT),
             Reader::FastPath => Some(&FAST_PATH_HINT),
@@ -218,7 +231,11 @@ fn run(reader: Reader, input: &Input<'_>) {
 
     let error = loop {
         let pendings = framed.get_inner().0.pendings;
+        let lend = reader == Reader::Lent || (reader == Reader::Mixed && frames.len() % 2 == 0);
         let polled = match reader.hint() {
+            None if lend => framed
+                .poll_read_pdu_ref(&mut cx)
+                .map(|r| r.map(|(action, frame)| (Some(action), bytes::Bytes::copy_from_slice(frame)))),
             None => framed
                 .poll_read_pdu(&mut cx)
                 .map(|r| r.map(|(action, frame)| (Some(action), frame.freeze()))),
