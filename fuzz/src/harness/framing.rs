@@ -231,7 +231,7 @@ fn run(reader: Reader, input: &Input<'_>) {
 
     let error = loop {
         let pendings = framed.get_inner().0.pendings;
-        let lend = reader == Reader::Lent || (reader == Reader::Mixed && frames.len() % 2 == 0);
+        let lend = reader == Reader::Lent || (reader == Reader::Mixed && frames.len().is_multiple_of(2));
         let polled = match reader.hint() {
             None if lend => framed
                 .poll_read_pdu_ref(&mut cx)
