@@ -43,7 +43,7 @@ pub struct Upgraded {
 /// The future need not be `Send`: the driver awaits it on the calling task.
 pub trait NetworkClient {
     /// Sends `request` and returns the reply, in the form sspi expects (see
-    /// [`kdc`](crate::kdc) for the framing of each protocol when the `kerberos` feature is on).
+    /// the `kdc` module for the framing of each protocol when the `kerberos` feature is on).
     fn send(&mut self, request: &NetworkRequest) -> impl Future<Output = Result<Vec<u8>>>;
 }
 
