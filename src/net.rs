@@ -236,9 +236,9 @@ impl Timer {
             // async-io re-registers with the waker it holds, as before this type existed.
             Backend::AsyncIo(timer) => timer.set_at(deadline),
             Backend::Idle => {}
-            // Deregistered now, registered again at the next poll.
+            // Moved with its waker, so that a task waiting on it needs no new poll.
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            Backend::Runtime(_) => self.backend = Backend::Idle,
+            Backend::Runtime(entry) => entry.reset(deadline),
         }
     }
 }

@@ -317,13 +317,36 @@ impl TimerEntry {
     /// Makes the timer wake `waker` (the task polling it may have moved).
     pub(crate) fn set_waker(&self, waker: &Waker) {
         let mut state = self.reactor.lock();
-        match state.timers.get_mut(&self.key) {
-            Some(stored) if stored.will_wake(waker) => {}
-            Some(stored) => *stored = waker.clone(),
+        let replaced = match state.timers.get_mut(&self.key) {
+            Some(stored) if stored.will_wake(waker) => None,
+            Some(stored) => Some(std::mem::replace(stored, waker.clone())),
             // Fired already, so its task has been woken; whoever polls next sees the deadline.
             None => {
+                drop(state);
                 waker.wake_by_ref();
+                return;
             }
+        };
+        // Wakers are dropped and woken with the lock released: a waker of some other executor
+        // could reach this reactor again, and its lock is not reentrant.
+        drop(state);
+        drop(replaced);
+    }
+
+    /// Moves the deadline to `when`, keeping the waker, so that a task already waiting on the
+    /// timer is woken at the new deadline without polling it again (as async-io's
+    /// `Timer::set_at` does). An entry that has fired keeps its old key: its task was woken,
+    /// and its next poll sees that the key no longer matches the deadline and registers anew.
+    pub(crate) fn reset(&mut self, when: Instant) {
+        let mut state = self.reactor.lock();
+        if let Some(waker) = state.timers.remove(&self.key) {
+            self.key.0 = when;
+            state.timers.insert(self.key, waker);
+        }
+        drop(state);
+        // A reactor asleep on another thread must recompute its nearest deadline.
+        if !is_current(&self.reactor) {
+            let _ = self.reactor.poller.notify();
         }
     }
 }
@@ -406,14 +429,18 @@ impl Registered {
             )));
         };
         let slot = if write { &mut interest.write } else { &mut interest.read };
-        match slot {
-            Some(stored) if stored.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
-        }
+        let replaced = match slot {
+            Some(stored) if stored.will_wake(cx.waker()) => None,
+            _ => slot.replace(cx.waker().clone()),
+        };
         // Both directions, since re-arming replaces the whole (oneshot) interest. If the
         // socket became ready between `op` and here, epoll reports it on the next wait:
         // EPOLL_CTL_MOD checks readiness as it re-arms, so no wake-up is lost.
         let event = Event::new(self.key, interest.read.is_some(), interest.write.is_some());
+        // A replaced waker is dropped with the lock released (its drop could reach this
+        // reactor again; the lock is not reentrant).
+        drop(state);
+        drop(replaced);
         match self.reactor.poller.modify(&self.io, event) {
             Ok(()) => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),

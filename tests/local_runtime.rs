@@ -352,6 +352,30 @@ fn a_reset_timer_fires_at_its_new_deadline() {
 }
 
 #[test]
+fn a_timer_reset_while_a_task_waits_on_it_wakes_that_task() {
+    // One task waits on the timer; another moves its deadline without polling it. The waiting
+    // task must be woken at the new deadline with no further poll (found in review: the reset
+    // used to drop the registration, waker and all, and the wait never ended).
+    let timer = std::cell::RefCell::new(net::Timer::after(Duration::from_secs(30)));
+    let start = Instant::now();
+    let outcome = runtime::block_on(net::with_timeout(Duration::from_secs(5), "reset timer", async {
+        let wait = futures::future::poll_fn(|cx| std::pin::Pin::new(&mut *timer.borrow_mut()).poll(cx));
+        let reset = async {
+            net::sleep(Duration::from_millis(50)).await;
+            timer.borrow_mut().set_after(Duration::from_millis(100));
+        };
+        futures::join!(wait, reset);
+        Ok(())
+    }));
+    let took = start.elapsed();
+    assert!(outcome.is_ok(), "the waiting task was never woken: {outcome:?}");
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+}
+
+#[test]
 fn a_timer_moves_between_the_runtime_and_other_executors() {
     let mut timer = net::Timer::after(Duration::from_millis(150));
     // Registered with the runtime, then left pending there.
