@@ -93,7 +93,9 @@ thread_local! {
 /// works, with the usual caveat of nested executors: the outer one is stalled meanwhile. In
 /// particular, a future polled by a foreign executor nested inside this `block_on` sees this
 /// runtime as running and registers its timers and sockets with it, but nothing drives the
-/// reactor until that foreign executor returns.
+/// reactor until that foreign executor returns — so if that executor waits for one of those
+/// sockets or timers, it never returns: a deadlock. Do not nest another executor's
+/// `block_on` inside this one.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let reactor = REACTOR.with(|cell| {
         Arc::clone(cell.get_or_init(|| {
