@@ -287,6 +287,15 @@ struct Run<T> {
     tested: Result<T, BoxError>,
 }
 
+impl<T> Run<T> {
+    /// The test body's result, once both it and the server succeeded.
+    fn succeeded(self) -> Result<T, BoxError> {
+        let tested = self.tested?;
+        self.served?;
+        Ok(tested)
+    }
+}
+
 /// Runs `body` against a client connected to a fresh server running `serve_one`, both on
 /// this task.
 async fn session<T, F, Fut>(config: Config, body: F) -> Result<Run<T>, BoxError>
@@ -325,7 +334,7 @@ async fn first_frame(client: &mut Client, events: &mut UnboundedReceiver<ServerE
 
 #[async_std::test]
 async fn first_frame_is_the_exact_pattern_after_logon_and_pointer() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, _commands| async move {
+    session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         assert_eq!(
             client.size(),
@@ -372,9 +381,8 @@ async fn first_frame_is_the_exact_pattern_after_logon_and_pointer() -> Result<()
         assert_eq!(pointer.bitmap_data[pointer.bitmap_data.len() - 4..], [0, 0, 0, 0]);
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
@@ -384,18 +392,17 @@ async fn tls_only_session_draws_the_pattern() -> Result<(), BoxError> {
         security: Security::Tls,
         ..Config::default()
     };
-    let run = session(config, |mut client, mut events, _commands| async move {
+    session(config, |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
 #[async_std::test]
 async fn input_is_reported() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, _commands| async move {
+    session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
 
         let input = FastPathInput::new(vec![
@@ -496,15 +503,14 @@ async fn input_is_reported() -> Result<(), BoxError> {
             .await?;
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
 #[async_std::test]
 async fn resize_runs_a_deactivation_reactivation_and_redraws() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, commands| async move {
+    session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         commands.unbounded_send(Command::Resize {
             width: 1024,
@@ -569,15 +575,14 @@ async fn resize_runs_a_deactivation_reactivation_and_redraws() -> Result<(), Box
         client.assert_pattern();
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
 #[async_std::test]
 async fn server_disconnect_terminates_the_client() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, commands| async move {
+    session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         commands.unbounded_send(Command::Disconnect)?;
         let reason = client.until_terminated().await?;
@@ -595,15 +600,14 @@ async fn server_disconnect_terminates_the_client() -> Result<(), BoxError> {
         assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
 #[async_std::test]
 async fn client_shutdown_is_denied_then_the_client_disconnects() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, _commands| async move {
+    session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         for output in client.stage.graceful_shutdown()? {
             if let ActiveStageOutput::ResponseFrame(frame) = output {
@@ -617,15 +621,14 @@ async fn client_shutdown_is_denied_then_the_client_disconnects() -> Result<(), B
         client.expect_event(&mut events, ServerEvent::Disconnected).await?;
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
 #[async_std::test]
 async fn refresh_rect_and_suppress_output_redraw() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, commands| async move {
+    session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         let (w, h) = client.size();
         for (refresh, suppress) in [(true, false), (true, true)] {
@@ -649,9 +652,8 @@ async fn refresh_rect_and_suppress_output_redraw() -> Result<(), BoxError> {
         client.assert_pattern();
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
@@ -678,16 +680,15 @@ async fn drop_closes_the_connection_without_goodbye() -> Result<(), BoxError> {
 
 #[async_std::test]
 async fn a_client_that_goes_away_ends_the_session() -> Result<(), BoxError> {
-    let run = session(Config::default(), |mut client, mut events, _commands| async move {
+    session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         drop(client);
         assert_eq!(events.next().await, Some(ServerEvent::Disconnected));
         assert_eq!(events.next().await, None, "nothing after Disconnected");
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
@@ -734,7 +735,7 @@ async fn animation_only_changes_the_clock() -> Result<(), BoxError> {
         },
         ..Config::default()
     };
-    let run = session(config, |mut client, mut events, _commands| async move {
+    session(config, |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         let clock = animated_region(640, 400);
         client.reset_coverage();
@@ -762,9 +763,8 @@ async fn animation_only_changes_the_clock() -> Result<(), BoxError> {
         assert!(differs && w > 0, "the clock did not change");
         Ok(())
     })
-    .await?;
-    run.tested?;
-    run.served?;
+    .await?
+    .succeeded()?;
     Ok(())
 }
 
