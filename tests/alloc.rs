@@ -6,11 +6,8 @@
 //! while a measurement is running are counted, and the tests take turns measuring, so neither
 //! the test harness nor tests running in parallel on other threads can disturb the counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -20,60 +17,14 @@ use bytes::BytesMut;
 use futures::executor::block_on;
 use futures::io::AsyncRead;
 
-/// Delegates every call to [`System`], counting allocations made while the current thread has
-/// counting switched on.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // `const` initialisation and no destructor: reading it never allocates, so it is safe to
-    // consult from inside the allocator.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with exactly the arguments it was given and returns
-// what `System` returns, so this allocator upholds the `GlobalAlloc` contract exactly as `System`
-// does. The only addition, `count`, touches an atomic and a const-initialised thread-local
-// `Cell<bool>`, neither of which allocates, unwinds or touches the memory being managed.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller upholds `alloc_zeroed`'s contract, forwarded unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was returned by this allocator, i.e. by `System` with the same
-        // `layout`, as the caller guarantees; forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` came from `System` with `layout` and `new_size` is valid, as the
-        // caller guarantees; forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
-/// Held by each test for its whole run: the counter is shared, so two measurements must never
-/// overlap.
+/// Held by each test for its whole run, so that measurements never overlap (counts are per
+/// thread; this keeps the tests from competing for the CPU while they measure).
 static MEASURING: Mutex<()> = Mutex::new(());
 
 fn exclusive() -> MutexGuard<'static, ()> {
@@ -82,14 +33,12 @@ fn exclusive() -> MutexGuard<'static, ()> {
 
 /// Starts counting this thread's allocations from zero.
 fn start_counting() {
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.with(|c| c.set(true));
+    counting_alloc::start();
 }
 
 /// Stops counting and returns how many allocations this thread made since `start_counting`.
 fn stop_counting() -> usize {
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst)
+    counting_alloc::stop().calls
 }
 
 /// Counts the allocations `f` makes on this thread.

@@ -6,9 +6,6 @@
 //! updates (the demo server's clock animation) into a 1920x1080 framebuffer. The server runs on
 //! its own thread so that its allocations are not counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -16,58 +13,11 @@ use async_rdp::{connect, tls, ClientConfig, Event};
 use async_rdp_demo_server::{animated_region, Config, DemoServer, Security};
 use ironrdp_connector::DesktopSize;
 
-/// Delegates to [`System`], recording allocations made while the current thread counts.
-struct CountingAllocator;
-
-static BYTES: AtomicUsize = AtomicUsize::new(0);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-static CALLS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // `const` initialisation and no destructor: reading it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn record(size: usize) {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(size, Ordering::Relaxed);
-        LARGEST.fetch_max(size, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with exactly the arguments it was given and returns
-// what `System` returns, so the `GlobalAlloc` contract is upheld exactly as `System` upholds it.
-// `record` only touches atomics and a const-initialised thread-local `Cell<bool>`, none of which
-// allocates, unwinds or touches the memory being managed.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: the caller upholds `alloc`'s contract, forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: the caller upholds `alloc_zeroed`'s contract, forwarded unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with `layout`, as the caller guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size);
-        // SAFETY: `ptr` came from `System` with `layout`; `new_size` is valid, as the caller
-        // guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 const WIDTH: u16 = 1920;
 const HEIGHT: u16 = 1080;
@@ -124,10 +74,7 @@ fn small_updates_cost_memory_in_proportion_to_the_damage() -> Result<(), Box<dyn
                 _ => {}
             }
         }
-        BYTES.store(0, Ordering::SeqCst);
-        LARGEST.store(0, Ordering::SeqCst);
-        CALLS.store(0, Ordering::SeqCst);
-        COUNTING.with(|c| c.set(true));
+        counting_alloc::start();
         let mut counted = 0;
         while counted < UPDATES {
             match session.next_event().await {
@@ -136,23 +83,18 @@ fn small_updates_cost_memory_in_proportion_to_the_damage() -> Result<(), Box<dyn
                     counted += 1;
                 }
                 Ok(Event::Disconnected(reason)) => {
-                    COUNTING.with(|c| c.set(false));
+                    counting_alloc::stop();
                     return Err(format!("disconnected: {reason:?}").into());
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    COUNTING.with(|c| c.set(false));
+                    counting_alloc::stop();
                     return Err(e.into());
                 }
             }
         }
-        COUNTING.with(|c| c.set(false));
-        let measured = (
-            counted,
-            BYTES.load(Ordering::SeqCst),
-            LARGEST.load(Ordering::SeqCst),
-            CALLS.load(Ordering::SeqCst),
-        );
+        let counts = counting_alloc::stop();
+        let measured = (counted, counts.bytes, counts.largest, counts.calls);
         session.shutdown(Duration::from_secs(5)).await?;
         Ok::<_, Box<dyn std::error::Error>>(measured)
     })?;
