@@ -236,8 +236,8 @@ impl<S: FramedRead> Framed<S> {
 
     /// The poll form of [`read_pdu_ref`](Self::read_pdu_ref).
     pub fn poll_read_pdu_ref(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Action, &[u8])>> {
-        let (action, len) = ready!(self.poll_whole_frame(cx))?;
-        Poll::Ready(Ok((action, self.take_ref(len))))
+        self.poll_read_pdu_ref_at(cx)
+            .map_ok(|(action, frame, _)| (action, frame))
     }
 
     /// [`poll_read_pdu_ref`](Self::poll_read_pdu_ref) with the frame's arrival time (which
