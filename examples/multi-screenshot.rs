@@ -179,8 +179,12 @@ async fn shoot(job: &Job, out_dir: &str) -> Result<Duration, String> {
         .await
         .map_err(|e| async_rdp::report(&e))?;
     let connected = start.elapsed();
-    let settled = common::settle(&mut session, Duration::from_millis(300), Duration::from_secs(20)).await?;
-    let first = settled.first_frame.ok_or("no screen update within 20 s")?;
+    // Nothing drawn by the deadline is an error (no picture), which counts this target failed.
+    let drawn = session
+        .wait_until_drawn(Duration::from_millis(300), Duration::from_secs(20))
+        .await
+        .map_err(|e| async_rdp::report(&e))?;
+    let first = drawn.first_update;
     common::write_png(&format!("{out_dir}/{}.png", job.name), &session.framebuffer())?;
     let _ = session.shutdown(Duration::from_secs(2)).await;
     Ok(connected + first)

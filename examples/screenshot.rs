@@ -6,8 +6,10 @@
 //! cargo run --release --example screenshot -- rdp://user:pass@host:3389 --pin AB:CD:... -o shot.png
 //! ```
 //!
-//! "Drawn" means no screen update for `--settle` milliseconds (default 500), or `--deadline`
-//! seconds (default 20) after the session started, whichever comes first. A real server's
+//! "Drawn" means no screen update for `--settle` milliseconds (default 500) after one that
+//! changed pixels, with no frame half sent, or `--deadline` seconds (default 20) after the
+//! session started, whichever comes first. When nothing at all was drawn by the deadline, no
+//! PNG is written and the program exits with status 1. A real server's
 //! certificate is checked against known hosts (`~/.config/async-rdp/known_hosts`, or
 //! `--known-hosts FILE`): remembered on first contact (`--refuse-unknown` refuses instead),
 //! refused if it changes later. `--pin <SHA-256>` trusts exactly that certificate.
@@ -171,16 +173,21 @@ async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), Stri
     }
     line("activation", t.activation);
 
-    let settled = common::settle(&mut session, o.settle, o.deadline).await?;
-    match settled.first_frame {
-        Some(first) => line("first frame", first),
-        None => println!("  (no screen update before the deadline)"),
-    }
-    match settled.settled {
+    // Nothing drawn by the deadline is an error: a script must not get a blank picture and a
+    // success.
+    let drawn = session
+        .wait_until_drawn(o.settle, o.deadline)
+        .await
+        .map_err(|e| async_rdp::report(&e))?;
+    line("first frame", drawn.first_update);
+    match drawn.settled {
         Some(at) => line("settled", at),
+        None if session.frame_in_progress() => {
+            println!("  (deadline reached in the middle of a frame: the picture may be partly drawn)")
+        }
         None => println!("  (deadline reached before the screen settled)"),
     }
-    let updates = settled.updates;
+    let updates = drawn.updates;
     // Counted while the session is live: the client's thread plus whatever the runtime started.
     let threads = common::thread_names();
 

@@ -17,6 +17,7 @@ use ironrdp_connector::{
     ClientConnector, ClientConnectorState, ConnectionOutcome, ConnectorError, ConnectorErrorKind, Sequence, ServerName,
 };
 use ironrdp_core::WriteBuf;
+use ironrdp_pdu::nego::SecurityProtocol;
 
 use crate::framed::Framed;
 use crate::stream::{FramedRead, FramedWrite};
@@ -89,6 +90,7 @@ where
     S: FramedRead + FramedWrite,
 {
     let mut buf = WriteBuf::new();
+    let mut requested = None;
     log::debug!("Negotiating security protocol");
     while matches!(
         connector.state,
@@ -110,11 +112,40 @@ where
                 )));
             }
         }
+        if let ClientConnectorState::ConnectionInitiationWaitConfirm { requested_protocol } = &connector.state {
+            requested = Some(*requested_protocol);
+        }
         if let Err(e) = drive_step(framed, connector, &mut buf, "negotiation").await {
             return Err(explain_negotiation(e, &connector.config));
         }
     }
+    if let (Some(requested), ClientConnectorState::EnhancedSecurityUpgrade { selected_protocol }) =
+        (requested, &connector.state)
+    {
+        check_selected_protocol(requested, *selected_protocol)?;
+    }
     skip_connect_begin(connector)
+}
+
+/// Refuses a Negotiation Response whose `selectedProtocol` is not exactly one of the protocols
+/// the client offered ([MS-RDPBCGR] 2.2.1.2.1: the server picks one of them). IronRDP only
+/// checks that the two overlap, so a corrupted 0xFD would pass as NLA and the client would
+/// send its credentials to a server that never chose NLA; refusing here means no credential
+/// leaves the client.
+///
+/// [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+fn check_selected_protocol(requested: SecurityProtocol, selected: SecurityProtocol) -> Result<()> {
+    let one_offered = selected.bits().count_ones() == 1 && requested.contains(selected);
+    let both_standard = selected.is_standard_rdp_security() && requested.is_standard_rdp_security();
+    if one_offered || both_standard {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Connector, "negotiation").with_detail(format!(
+        "the server selected security protocol {:#x} ({selected}), which is not one of those the client \
+         offered ({:#x}: {requested}); refusing before any credential is sent",
+        selected.bits(),
+        requested.bits()
+    )))
 }
 
 /// A refused negotiation, with which protocol was missing when the client offered only one:

@@ -50,7 +50,9 @@
 mod client;
 mod config;
 mod connect;
+mod drawn;
 mod error;
+mod frame_progress;
 mod framed;
 #[cfg(feature = "kerberos")]
 pub mod kdc;
@@ -70,6 +72,7 @@ pub use crate::connect::{
     connect_begin, connect_finalize, drive_step, mark_as_upgraded, perform_credssp, skip_connect_begin, NetworkClient,
     NoNetworkClient, ShouldUpgrade, Upgraded,
 };
+pub use crate::drawn::Drawn;
 pub use crate::error::{report, Error, ErrorKind, Result};
 pub use crate::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, READ_CHUNK};
 pub use crate::reconnect::{connect_with_retry, is_transient, reconnect, Backoff};

@@ -20,7 +20,7 @@ use ironrdp_connector::{ConnectionResult, Sequence};
 use ironrdp_core::WriteBuf;
 use ironrdp_graphics::image_processing::PixelFormat;
 use ironrdp_graphics::pointer::DecodedPointer;
-use ironrdp_pdu::geometry::InclusiveRectangle;
+use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
 use ironrdp_pdu::input::fast_path::{FastPathInputEvent, KeyboardFlags};
 use ironrdp_pdu::input::mouse::PointerFlags;
 use ironrdp_pdu::input::mouse_x::PointerXFlags;
@@ -34,6 +34,7 @@ use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput, GracefulDisconnectReason, SessionError};
 
 use crate::connect::connector_error;
+use crate::frame_progress::FrameProgress;
 use crate::framed::Framed;
 use crate::stream::{FramedRead, FramedWrite};
 use crate::{Error, ErrorKind, Result};
@@ -245,6 +246,7 @@ pub struct Session<S> {
     state: State,
     shutdown_requested: bool,
     idle: Option<Idle>,
+    frames: FrameProgress,
 }
 
 /// The session's idle-read deadline: re-armed whenever bytes arrive.
@@ -309,6 +311,7 @@ impl<S> Session<S> {
             state: State::Active,
             shutdown_requested: false,
             idle: None,
+            frames: FrameProgress::default(),
         }
     }
 
@@ -359,6 +362,15 @@ impl<S> Session<S> {
     /// Whether the session has ended (a `Disconnected` event was produced).
     pub fn is_closed(&self) -> bool {
         self.state != State::Active
+    }
+
+    /// Whether the server is in the middle of drawing something: a fast-path update sent in
+    /// fragments whose last one has not come yet, or a surface frame whose begin marker came
+    /// and whose end marker has not. The framebuffer then holds a partly drawn frame; a
+    /// program that waits for the screen to be drawn should wait for this to be `false` (see
+    /// [`wait_until_drawn`](Session::wait_until_drawn)).
+    pub fn frame_in_progress(&self) -> bool {
+        self.frames.in_progress()
     }
 
     /// The framed stream the session runs on.
@@ -474,6 +486,7 @@ impl<S> Session<S> {
                 n.refresh_rect_support = refresh_rect_support;
                 n.suppress_output_support = suppress_output_support;
                 self.image = DecodedImage::new(PixelFormat::RgbA32, desktop_size.width, desktop_size.height);
+                self.frames.reset();
                 self.activation = None;
                 log::info!("Session reactivated at {}x{}", desktop_size.width, desktop_size.height);
                 self.events.push_back(Event::Resized {
@@ -563,13 +576,14 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                     continue;
                 }
             };
+            let observed = self.frames.observe(action, frame);
             // IronRDP's decoders can panic on hostile input (arithmetic overflow in RemoteFX
             // clipping and tile placement, found by our fuzzing); a server must not be able to
             // crash the application. The decoder state is then suspect, so the session ends.
             let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.stage.process(&mut self.image, action, frame, received_at)
             }));
-            let outputs = match processed {
+            let mut outputs = match processed {
                 Ok(outputs) => outputs.map_err(|e| session_error("process server frame", e))?,
                 Err(panic) => {
                     self.state = State::Closed;
@@ -584,6 +598,13 @@ impl<S: FramedRead + FramedWrite> Session<S> {
                     ))));
                 }
             };
+            if observed.draws_nothing {
+                // IronRDP reports surface commands that drew nothing (frame markers alone) as
+                // an empty rectangle, which reads as the pixel at (0, 0): not a change.
+                outputs.retain(
+                    |o| !matches!(o, ActiveStageOutput::GraphicsUpdate(r) if *r == InclusiveRectangle::empty()),
+                );
+            }
             self.handle_outputs(outputs)?;
             if self.stage.take_bitmap_recovery_request() {
                 log::debug!("Decoder dropped a malformed bitmap; asking for a redraw");

@@ -6,7 +6,6 @@
 //! remember `host:port → SHA-256` on first contact and refuse a changed certificate afterwards.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -451,13 +450,24 @@ pub fn read_known_hosts(path: &Path) -> Result<Vec<KnownHost>> {
     Ok(entries)
 }
 
-/// Appends `host fingerprint` to the file, atomically: the new contents go to a temporary file
-/// in the same directory, which then replaces the old one, so a crash never leaves half a file.
+/// Appends `host fingerprint` to the file.
+///
+/// Safe against other writers, in this process or another: the read-modify-replace runs under
+/// an advisory lock (`flock` on `<file>.lock` next to the file; the file itself cannot carry
+/// the lock, since the rename replaces it), and the file is re-read under that lock, so a line
+/// another client added meanwhile is kept. The new contents go to a temporary file in the same
+/// directory that then replaces the old one, so readers (who take no lock) and a crash see the
+/// old file or the new one, never half of one. The file is created 0600 and a missing
+/// directory 0700, whatever the umask, as ssh does for its own.
+///
+/// The lock is held for one read, one small write and a rename; waiting for it blocks the
+/// thread, which is why it is taken only after the handshake proved the server's key.
 fn add_known_host(path: &Path, host: &str, fingerprint: &[u8; 32]) -> Result<()> {
     let io = |e: std::io::Error| Error::io("known hosts", e).with_detail(path.display().to_string());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        private_files::create_dir(dir).map_err(io)?;
     }
+    let _lock = private_files::lock_beside(path).map_err(io)?;
     let mut text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -465,13 +475,106 @@ fn add_known_host(path: &Path, host: &str, fingerprint: &[u8; 32]) -> Result<()>
         }
         Err(e) => return Err(io(e)),
     };
+    // Another client may have remembered this server while the lock was not ours.
+    let entries = read_known_hosts(path)?;
+    if let Some(entry) = entries.iter().find(|e| e.host.eq_ignore_ascii_case(host)) {
+        if entry.fingerprint == *fingerprint {
+            return Ok(());
+        }
+        return Err(Error::new(ErrorKind::Tls, "known hosts").with_detail(format!(
+            "while this client checked {host}, another one remembered a different certificate for it in {} \
+             line {} (SHA-256 {}, this server presented {})",
+            path.display(),
+            entry.line,
+            format_fingerprint(&entry.fingerprint),
+            format_fingerprint(fingerprint)
+        )));
+    }
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&format!("{host} {}\n", format_fingerprint(fingerprint)));
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    private_files::replace(path, text.as_bytes()).map_err(io)
+}
+
+/// Files only their owner may read: created 0600 (directories 0700) whatever the umask, locked
+/// across processes, replaced atomically.
+mod private_files {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{self, Write as _};
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+
+    /// Creates `dir` (and missing parents) if it does not exist; the directories made here are
+    /// 0700. An existing directory is left as its owner set it.
+    pub(super) fn create_dir(dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(dir)?;
+        // The umask may have taken bits from the mode above; set it exactly.
+        #[cfg(unix)]
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        Ok(())
+    }
+
+    /// Opens (creating it 0600) `<path>.lock` and holds an exclusive advisory lock on it until
+    /// the returned file is dropped. Two opens of the lock file conflict even inside one
+    /// process, so this also orders threads.
+    pub(super) fn lock_beside(path: &Path) -> io::Result<File> {
+        let lock = open_private(&sibling(path, "lock"), false)?;
+        lock.lock()?;
+        Ok(lock)
+    }
+
+    /// Replaces `path` with `contents`: written to a temporary file beside it (0600), synced,
+    /// then renamed over it. The temporary file is removed if anything fails.
+    pub(super) fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
+        // Unique within the process as well as across processes.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = sibling(
+            path,
+            &format!("tmp.{}.{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)),
+        );
+        let written = open_private(&tmp, true).and_then(|mut file| {
+            file.write_all(contents)?;
+            file.sync_all()
+        });
+        let renamed = written.and_then(|()| fs::rename(&tmp, path));
+        if renamed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        renamed
+    }
+
+    /// `path` with `.suffix` added to its file name (`known_hosts` → `known_hosts.lock`).
+    fn sibling(path: &Path, suffix: &str) -> PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".");
+        name.push(suffix);
+        path.with_file_name(name)
+    }
+
+    fn open_private(path: &Path, new: bool) -> io::Result<File> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        if new {
+            options.create_new(true);
+        } else {
+            options.create(true);
+        }
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(path)?;
+        #[cfg(unix)]
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
 }

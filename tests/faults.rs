@@ -117,6 +117,9 @@ enum Step {
     Reset,
     /// Send nothing; read and discard until the client closes.
     Stall,
+    /// Send nothing and expect the client to close without sending another byte (a failure
+    /// names what it sent).
+    ExpectSilentClose,
     /// Run the server side of the TLS handshake to its end.
     TlsAccept,
     /// Read the ClientHello and answer with only the first `n` bytes of the server's first
@@ -294,6 +297,16 @@ fn run_step(conn: &mut Conn, step: &Step, report: &mut Report) -> io::Result<()>
                 }
             }
             Ok(())
+        }
+        Step::ExpectSilentClose => {
+            let mut byte = [0u8; 1];
+            match conn.io()?.read(&mut byte)? {
+                0 => Ok(()),
+                _ => Err(io::Error::other(format!(
+                    "the client sent more (first byte {:#04x}) instead of closing",
+                    byte[0]
+                ))),
+            }
         }
         Step::TlsAccept => {
             let Conn::Plain(mut tcp) = std::mem::replace(conn, Conn::Gone) else {
@@ -620,6 +633,35 @@ fn negotiation_http_answer_then_stall_is_an_error_not_a_timeout() {
     );
     assert_eq!(f.error.context(), "negotiation");
     assert!(f.elapsed < SHORT, "took {:?}", f.elapsed);
+}
+
+/// Issue 10: a Negotiation Response selecting what the client never offered (a corrupted byte
+/// gave 0xFD, taken as NLA; two protocols at once) is refused in negotiation, before the
+/// ClientHello, so no credential can follow.
+#[test]
+fn issue_10_unoffered_selected_protocol_is_refused_before_tls() {
+    for selected in [0xFD, PROTOCOL_SSL | PROTOCOL_HYBRID] {
+        let f = connect_to_script(
+            &format!("negotiation: selected protocol {selected:#x}"),
+            "negotiation",
+            vec![
+                Step::ExpectTpkt,
+                Step::Send(connection_confirm(selected)),
+                Step::ExpectSilentClose,
+            ],
+        );
+        f.assert(ErrorKind::Connector, "negotiation");
+        let text = async_rdp::report(&f.error);
+        assert!(
+            text.contains(&format!("{selected:#x}")),
+            "names the selected protocol: {text}"
+        );
+        assert!(
+            text.contains("0xb"),
+            "names the offered protocols (SSL|HYBRID|HYBRID_EX): {text}"
+        );
+        assert_eq!(f.report.failed, None, "the client sent more after the response");
+    }
 }
 
 #[test]

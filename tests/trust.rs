@@ -245,8 +245,12 @@ fn first_use_is_stored() -> TestResult {
         assert_eq!(lines[1], format!("{key} {}", format_fingerprint(&fingerprint(&server))));
         assert_eq!(entries[0].line, 2);
         assert!(text.ends_with('\n'));
-        // Written atomically: no temporary file left behind.
-        assert_eq!(file.dir_entries()?, ["known_hosts"]);
+        // Written atomically: no temporary file left behind, only the lock file that orders
+        // writers.
+        assert_eq!(file.dir_entries()?, ["known_hosts", "known_hosts.lock"]);
+        // Private, whatever the umask (as ssh keeps its own).
+        assert_eq!(mode(&file.path)?, 0o600);
+        assert_eq!(mode(&file.dir)?, 0o700);
         Ok(())
     })
 }
@@ -274,7 +278,7 @@ fn same_certificate_is_accepted_again() -> TestResult {
         );
 
         assert_eq!(file.text()?, stored, "the file changed");
-        assert_eq!(file.dir_entries()?, ["known_hosts"]);
+        assert_eq!(file.dir_entries()?, ["known_hosts", "known_hosts.lock"]);
         Ok(())
     })
 }
@@ -552,4 +556,178 @@ fn dangerous_mode_connects_and_warns() -> TestResult {
         assert!(warned, "no warning about disabled verification in {records:#?}");
         Ok(())
     })
+}
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> Result<u32, BoxError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+}
+
+/// How many clients make first contact at once in the concurrency tests.
+const CONCURRENT_CLIENTS: usize = 16;
+
+/// Issue 10: sixteen client *processes* making first contact with sixteen servers (distinct
+/// certificates) at the same moment, sharing one known-hosts file, keep all sixteen lines.
+/// Without a lock around the read-modify-rename, concurrent renames dropped each other's
+/// lines (2–8 of 16 were kept). The children are this test binary again, running
+/// [`first_contact_child`].
+#[test]
+fn issue_10_concurrent_first_contacts_keep_every_line() -> TestResult {
+    let file = KnownHostsFile::new("concurrent");
+    let background = serve_in_background(CONCURRENT_CLIENTS)?;
+    let exe = std::env::current_exe()?;
+    let children: Vec<_> = background
+        .servers
+        .iter()
+        .map(|(addr, _)| {
+            // Through the shell for its `umask`: a permissive one must not make the file or its
+            // directory readable by others.
+            std::process::Command::new("sh")
+                .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+                .arg(&exe)
+                .args(["--exact", "first_contact_child", "--ignored", "--nocapture"])
+                .env(CHILD_TARGET, addr)
+                .env(CHILD_KNOWN_HOSTS, &file.path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for child in children {
+        let out = child.wait_with_output()?;
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "a child failed: {said}"
+        );
+    }
+    assert_every_line_kept(&file, &background.servers)?;
+    assert_eq!(mode(&file.path)?, 0o600);
+    assert_eq!(mode(&file.dir)?, 0o700);
+    Ok(())
+}
+
+/// The same from threads of one process: the lock also orders writers inside a process.
+#[test]
+fn issue_10_concurrent_first_contacts_from_threads_keep_every_line() -> TestResult {
+    let file = KnownHostsFile::new("concurrent-threads");
+    let background = serve_in_background(CONCURRENT_CLIENTS)?;
+    let start = Arc::new(std::sync::Barrier::new(CONCURRENT_CLIENTS));
+    let threads: Vec<_> = background
+        .servers
+        .iter()
+        .map(|(addr, _)| {
+            let (addr, path, start) = (addr.clone(), file.path.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                first_contact(&addr, &path).map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().map_err(|_| "a client thread panicked")??;
+    }
+    assert_every_line_kept(&file, &background.servers)
+}
+
+/// The file holds exactly one line per server, with its fingerprint, and no temporary file
+/// is left beside it.
+fn assert_every_line_kept(file: &KnownHostsFile, servers: &[(String, [u8; 32])]) -> TestResult {
+    let mut kept: Vec<_> = read_known_hosts(&file.path)?
+        .into_iter()
+        .map(|e| (e.host, e.fingerprint))
+        .collect();
+    kept.sort();
+    let mut expected = servers.to_vec();
+    expected.sort();
+    let text = file.text()?;
+    assert_eq!(kept.len(), expected.len(), "lines lost: {text}");
+    assert_eq!(kept, expected, "{text}");
+    assert_eq!(
+        file.dir_entries()?,
+        ["known_hosts", "known_hosts.lock"],
+        "a temporary file was left"
+    );
+    Ok(())
+}
+
+const CHILD_TARGET: &str = "ASYNC_RDP_TEST_CHILD_TARGET";
+const CHILD_KNOWN_HOSTS: &str = "ASYNC_RDP_TEST_CHILD_KNOWN_HOSTS";
+
+/// The child process of [`issue_10_concurrent_first_contacts_keep_every_line`]; ignored on its
+/// own (it needs the parent's server and file).
+#[test]
+#[ignore = "a child process of issue_10_concurrent_first_contacts_keep_every_line"]
+fn first_contact_child() -> TestResult {
+    let addr = std::env::var(CHILD_TARGET).map_err(|_| format!("{CHILD_TARGET} is not set: run by its parent"))?;
+    let path = PathBuf::from(std::env::var(CHILD_KNOWN_HOSTS)?);
+    first_contact(&addr, &path)
+}
+
+/// One first contact with the demo server at `addr` (default user), remembered in `path`; the
+/// session is dropped as soon as it is up.
+fn first_contact(addr: &str, path: &std::path::Path) -> TestResult {
+    let defaults = Config::default();
+    let config = ClientConfig::new(&defaults.username, defaults.password.as_str())
+        .with_trust(Trust::known_hosts_at(path).on_first_use(OnFirstUse::Remember));
+    run(async move {
+        drop(connect(addr, config).await?);
+        Ok(())
+    })
+}
+
+/// `count` demo servers (each with its own fresh self-signed certificate), each serving one
+/// connection on a background thread until this is dropped.
+struct Background {
+    /// Their addresses and certificate fingerprints.
+    servers: Vec<(String, [u8; 32])>,
+    stop: Option<futures::channel::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+fn serve_in_background(count: usize) -> Result<Background, BoxError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        async_std::task::block_on(async move {
+            let mut servers = Vec::new();
+            for _ in 0..count {
+                servers.push(DemoServer::bind(Config::default()).await?);
+            }
+            let found: Vec<_> = servers
+                .iter()
+                .map(|s| Ok::<_, std::io::Error>((s.local_addr()?.to_string(), fingerprint(s))))
+                .collect::<Result<_, _>>()?;
+            let _ = ready_tx.send(found);
+            // The channels' other ends stay open while the servers run.
+            let mut channels = Vec::new();
+            let serving = futures::future::join_all(servers.iter().map(|server| {
+                let (events, reported) = unbounded::<ServerEvent>();
+                let (commands, received) = unbounded::<Command>();
+                channels.push((reported, commands));
+                server.serve_one(events, received)
+            }));
+            // Until the test is done: the servers' results do not matter (each client drops
+            // its session as soon as it is up).
+            futures::future::select(Box::pin(serving), stop_rx).await;
+            Ok::<(), BoxError>(())
+        })
+        .map_err(|e| e.to_string())
+    });
+    let servers = ready_rx.recv().map_err(|_| "the servers did not start")?;
+    Ok(Background {
+        servers,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

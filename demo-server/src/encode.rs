@@ -11,7 +11,10 @@
 //!   many tiles of one row per PDU as fit in 0x7FFF bytes;
 //! - [`remotefx_surface_bits`]: one Set Surface Bits command ([MS-RDPBCGR] 2.2.9.2.1) holding a
 //!   RemoteFX message ([MS-RDPRFX] 2.2.2) for the whole picture, cut into fast-path fragments
-//!   of 16 374 bytes (what IronRDP's own server does).
+//!   of 16 374 bytes (what IronRDP's own server does);
+//! - [`frame_marker`]: a frame's begin or end marker, which draws nothing;
+//! - [`split_pdus`] and [`refragment`]: whole PDUs one by one, and one update cut into
+//!   fragments, for scripts that send a frame slowly ([`Connection::play`](crate::Connection::play)).
 //!
 //! [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
 //! [MS-RDPEGDI]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpegdi/
@@ -27,12 +30,13 @@ use ironrdp_pdu::codecs::rfx::{
     Block, ChannelsPdu, CodecChannel, CodecVersionsPdu, ContextPdu, FrameBeginPdu, FrameEndPdu, OperatingMode, Quant,
     RegionPdu, RfxChannel, RfxRectangle, SyncPdu, Tile, TileSetPdu,
 };
-use ironrdp_pdu::fast_path::{Fragmentation, UpdateCode};
+use ironrdp_pdu::fast_path::{FastPathHeader, FastPathUpdatePdu, Fragmentation, UpdateCode};
 use ironrdp_pdu::geometry::{ExclusiveRectangle, InclusiveRectangle};
 use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, CodecProperty, EntropyBits, RemoteFxContainer};
-use ironrdp_pdu::surface_commands::{ExtendedBitmapDataPdu, SurfaceBitsPdu, SurfaceCommand};
+use ironrdp_pdu::surface_commands::{ExtendedBitmapDataPdu, FrameMarkerPdu, SurfaceBitsPdu, SurfaceCommand};
 
 pub use ironrdp_pdu::codecs::rfx::EntropyAlgorithm;
+pub use ironrdp_pdu::surface_commands::FrameAction;
 
 use crate::pdu::{self, BitmapEncoder};
 
@@ -308,6 +312,56 @@ fn fragment(code: UpdateCode, data: &[u8], fragment: usize) -> Result<Vec<u8>, E
             .map_err(|e| pdu::encode_error("encode fast-path fragment", e))?;
     }
     Ok(out)
+}
+
+/// A fast-path Surface Commands update holding one Frame Marker ([MS-RDPBCGR] 2.2.9.2.3):
+/// the begin or end of frame `frame_id`. It draws nothing; a client answers the end with a
+/// Frame Acknowledge when it announced that capability.
+pub fn frame_marker(action: FrameAction, frame_id: u32) -> Result<Vec<u8>, Error> {
+    let command = SurfaceCommand::FrameMarker(FrameMarkerPdu {
+        frame_action: action,
+        frame_id: Some(frame_id),
+    });
+    let command = ironrdp_core::encode_vec(&command).map_err(|e| pdu::encode_error("encode frame marker", e))?;
+    fragment(UpdateCode::SurfaceCommands, &command, command.len())
+}
+
+/// The whole fast-path PDUs in `bytes` (what [`bitmap_updates`] returns), one slice each, so
+/// that a caller can send them one at a time.
+pub fn split_pdus(bytes: &[u8]) -> Result<Vec<&[u8]>, Error> {
+    let mut pdus = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let len = match rest {
+            [_, high, low, ..] if high & 0x80 != 0 => usize::from(high & 0x7f) << 8 | usize::from(*low),
+            [_, len, ..] => usize::from(*len),
+            _ => 0,
+        };
+        if len < 2 || len > rest.len() {
+            return Err(Error::new(ErrorKind::InvalidFrame, "split fast-path PDUs")
+                .with_detail(format!("a PDU of {len} bytes where {} remain", rest.len())));
+        }
+        let (pdu, tail) = rest.split_at(len);
+        pdus.push(pdu);
+        rest = tail;
+    }
+    Ok(pdus)
+}
+
+/// One unfragmented fast-path PDU with one update, sent again as `pieces` fragments (First,
+/// Next, ..., Last: [MS-RDPBCGR] 2.2.9.1.2.1), each a whole PDU; concatenated, as
+/// [`split_pdus`] takes them apart.
+pub fn refragment(pdu: &[u8], pieces: usize) -> Result<Vec<u8>, Error> {
+    let invalid = |detail: String| Error::new(ErrorKind::InvalidFrame, "refragment fast-path PDU").with_detail(detail);
+    let mut cursor = ironrdp_core::ReadCursor::new(pdu);
+    ironrdp_core::decode_cursor::<FastPathHeader>(&mut cursor).map_err(|e| invalid(e.to_string()))?;
+    let update =
+        ironrdp_core::decode_cursor::<FastPathUpdatePdu<'_>>(&mut cursor).map_err(|e| invalid(e.to_string()))?;
+    if !cursor.is_empty() || update.fragmentation != Fragmentation::Single || update.compression_flags.is_some() {
+        return Err(invalid("not one whole uncompressed update".to_owned()));
+    }
+    let size = update.data.len().div_ceil(pieces.max(1)).max(1);
+    fragment(update.update_code, update.data, size)
 }
 
 fn rfx_error(detail: &str) -> Error {

@@ -90,7 +90,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub use crate::pattern::{animated_region, pattern_pixel};
 use crate::session::SessionSettings;
-pub use crate::session::{Command, MouseButton, ServerEvent};
+pub use crate::session::{Command, MouseButton, Scripted, ServerEvent, PLAY_LINGER};
 
 /// The security protocol the server insists on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -258,6 +258,47 @@ impl Connection {
     }
 }
 
+/// One step of [`Connection::play`].
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// Write these bytes (whole server-to-client PDUs, as [`encode`](crate::encode) makes).
+    Send(Vec<u8>),
+    /// Wait this long before the next step.
+    Pause(Duration),
+}
+
+impl Connection {
+    /// Plays a script instead of running the session, for tests of how a client copes with
+    /// a slow or silent server: each [`Scripted`] step in order, then nothing more, until the
+    /// client closes the connection (its PDUs are read and dropped meanwhile; at most
+    /// [`PLAY_LINGER`] after the script). An empty script is a server that stalls before its
+    /// first update.
+    ///
+    /// No logon notification, pointer or first frame is sent unless the script holds them,
+    /// and no [`ServerEvent`] is produced.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future may cut a PDU short.
+    pub async fn play(self, script: &[Scripted]) -> Result<(), Error> {
+        let Connection { mut framed, .. } = self;
+        for step in script {
+            match step {
+                Scripted::Send(bytes) => framed.write_all(bytes).await?,
+                Scripted::Pause(pause) => async_std::task::sleep(*pause).await,
+            }
+        }
+        let drain = async { while framed.read_by_hint(&DiscardAll).await.is_ok() {} };
+        if async_std::future::timeout(PLAY_LINGER, drain).await.is_err() {
+            log::debug!("Demo server: the client kept the connection open after the script");
+        }
+        Ok(())
+    }
+}
+
+/// How long [`Connection::play`] keeps the connection open after its script.
+pub const PLAY_LINGER: Duration = Duration::from_secs(60);
+
 /// How long [`Connection::replay`] waits for the client to close after the goodbye.
 const REPLAY_DRAIN: Duration = Duration::from_secs(5);
 

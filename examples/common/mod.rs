@@ -104,60 +104,6 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// What [`settle`] saw.
-pub struct Settled {
-    /// From the start of the session to the first screen update.
-    pub first_frame: Option<Duration>,
-    /// From the start of the session to the moment the screen was judged drawn.
-    pub settled: Option<Duration>,
-    /// Screen updates processed.
-    pub updates: u32,
-}
-
-/// Processes events until no screen update came for `quiet` after the first one, or until
-/// `deadline` after the call.
-pub async fn settle(
-    session: &mut async_rdp::ClientSession,
-    quiet: Duration,
-    deadline: Duration,
-) -> Result<Settled, String> {
-    let start = Instant::now();
-    let deadline = start + deadline;
-    let mut out = Settled {
-        first_frame: None,
-        settled: None,
-        updates: 0,
-    };
-    let mut last_update = start;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(out);
-        }
-        let wait = if out.first_frame.is_some() {
-            (last_update + quiet).saturating_duration_since(now).min(deadline - now)
-        } else {
-            deadline - now
-        };
-        match async_rdp::net::with_timeout(wait, "settle", session.next_event()).await {
-            Ok(async_rdp::Event::Graphics(_)) => {
-                out.updates += 1;
-                last_update = Instant::now();
-                out.first_frame.get_or_insert(last_update - start);
-            }
-            Ok(async_rdp::Event::Disconnected(reason)) => return Err(format!("server ended the session: {reason:?}")),
-            Ok(_) => {}
-            Err(e) if e.kind() == async_rdp::ErrorKind::Timeout => {
-                if out.first_frame.is_some() {
-                    out.settled = Some(last_update.duration_since(start) + quiet);
-                    return Ok(out);
-                }
-            }
-            Err(e) => return Err(async_rdp::report(&e)),
-        }
-    }
-}
-
 /// Writes the framebuffer to a PNG file.
 pub fn write_png(path: &str, fb: &async_rdp::Framebuffer<'_>) -> Result<(), String> {
     use std::io::Write as _;
