@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use async_rdp::tls;
+use async_rdp::trust::Fingerprint;
 use async_rdp_demo_server::{Config, DemoServer};
 use ironrdp_connector::DesktopSize;
 
@@ -202,7 +202,7 @@ fn screenshot_run(screenshot: &Path, width: u16, height: u16) -> Run {
     };
     let server = async_std::task::block_on(DemoServer::bind(config.clone())).expect("bind the demo server");
     let addr = server.local_addr().expect("server address");
-    let pin = tls::format_fingerprint(&tls::fingerprint_sha256(server.certificate()));
+    let pin = Fingerprint::of(server.certificate()).to_string();
     let serving = std::thread::spawn(move || {
         let (events, _) = futures::channel::mpsc::unbounded();
         let (_commands, received) = futures::channel::mpsc::unbounded();

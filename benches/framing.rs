@@ -3,7 +3,7 @@
 //!
 //! Contenders, each reading until end of stream:
 //!
-//! - **ours**: [`async_rdp::LocalFramed`], `read_pdu()` in a loop (each frame handed over as a
+//! - **ours**: [`async_rdp::framing::LocalFramed`], `read_pdu()` in a loop (each frame handed over as a
 //!   `BytesMut`, like the alternatives do);
 //! - **ours, lent**: the same, `read_pdu_ref()` (the frame borrows the buffer until the next
 //!   read; what the session loop uses);
@@ -50,8 +50,9 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_pdu::Action;
-use async_rdp::{ErrorKind, LocalFramed};
+use async_rdp::ErrorKind;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// The most bytes one read call of the in-memory transport returns, whoever reads: the same

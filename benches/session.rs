@@ -60,9 +60,13 @@ use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use async_rdp::connector::NoNetworkClient;
+use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_connector::sspi::generator::NetworkRequest;
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome, ConnectionResult, ConnectorResult};
-use async_rdp::{tls, ClientConfig, DisconnectReason, ErrorKind, Event, LocalFramed, NoNetworkClient};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
+use async_rdp::{tls, ClientConfig, DisconnectReason, ErrorKind, Event};
 use async_rdp_demo_server::encode::{
     bitmap_updates, remotefx_surface_bits, BitmapCodec, EntropyAlgorithm, Picture, RemoteFxOffer,
 };
@@ -743,10 +747,10 @@ fn active_stage(mut result: ConnectionResult) -> (ActiveStage, DecodedImage) {
 
 fn client_config(options: &Options, endpoint: &Endpoint) -> ClientConfig {
     ClientConfig::new(USER, PASSWORD)
-        .with_security(true, false)
+        .with_security(async_rdp::Security::Tls)
         .with_desktop_size(options.width, options.height)
-        .with_remotefx(true)
-        .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&endpoint.certificate)))
+        .with_codecs(&[async_rdp::Codec::RemoteFx])
+        .with_trust(Trust::pinned([Fingerprint::of(&endpoint.certificate)]))
 }
 
 struct Outcome {
@@ -958,14 +962,16 @@ async fn connect_low_level(
     let local = tcp.local_addr().expect("local address");
     let mut connector = ClientConnector::new(config.connector_config(), local);
     let mut framed = LocalFramed::new(tcp);
-    let should_upgrade = async_rdp::connect_begin(&mut framed, &mut connector)
+    let should_upgrade = async_rdp::connector::connect_begin(&mut framed, &mut connector)
         .await
         .expect("connect_begin");
-    let verifier = Arc::new(tls::Pinned::certificate(&endpoint.certificate));
+    let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(&endpoint.certificate)])
+        .verifier(&async_rdp::Target::new("127.0.0.1", 3389))
+        .expect("verifier");
     let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await.expect("TLS upgrade");
-    let token = async_rdp::mark_as_upgraded(should_upgrade, &mut connector).expect("mark_as_upgraded");
+    let token = async_rdp::connector::mark_as_upgraded(should_upgrade, &mut connector).expect("mark_as_upgraded");
     let mut framed = LocalFramed::new(upgraded.stream);
-    let outcome = async_rdp::connect_finalize(
+    let outcome = async_rdp::connector::connect_finalize(
         &mut framed,
         connector,
         token,

@@ -11,15 +11,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use async_rdp::connector::{connect_begin, connect_finalize, mark_as_upgraded, perform_credssp, NoNetworkClient};
+use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome};
-use async_rdp::{
-    connect_begin, connect_finalize, mark_as_upgraded, net, perform_credssp, tls, ClientConfig, LocalFramed,
-    NoNetworkClient,
-};
-use common::{Phases, Target};
+use async_rdp::trust::Fingerprint;
+use async_rdp::{net, tls, ClientConfig, Target, Trust};
+use common::Phases;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -39,18 +38,21 @@ async fn run() -> Result<(), String> {
         match arg.as_str() {
             "--pin" => {
                 let pin = args.next().ok_or("--pin needs a SHA-256 fingerprint")?;
-                pins.push(tls::parse_fingerprint(&pin).ok_or(format!("bad fingerprint {pin:?}"))?);
+                pins.push(pin.parse::<Fingerprint>().map_err(|e| e.to_string())?);
             }
             "-h" | "--help" => {
                 println!("usage: connect [rdp://user:pass@host:port] [--pin SHA256]");
                 return Ok(());
             }
-            other => target = Some(Target::parse(other)?),
+            other => target = Some(common::parse_target(other)?),
         }
     }
 
     match target {
-        Some(target) => connect(&target, tls::Pinned::new(pins)).await,
+        Some(target) => {
+            let config = common::config_for(&target);
+            connect(&target, config, Trust::pinned(pins)).await
+        }
         None => {
             let config = async_rdp_demo_server::Config::default();
             let server = async_rdp_demo_server::DemoServer::bind(config.clone())
@@ -58,27 +60,22 @@ async fn run() -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let addr = server.local_addr().map_err(|e| e.to_string())?;
             println!("demo server on {addr} (NLA, user {:?})", config.username);
-            let target = Target {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-                username: config.username.clone(),
-                password: config.password.clone(),
-            };
-            let verifier = tls::Pinned::certificate(server.certificate());
-            let (client, served) = futures::join!(connect(&target, verifier), server.accept());
+            let target = Target::new(addr.ip().to_string(), addr.port());
+            let client = ClientConfig::new(&config.username, config.password.as_str());
+            let trust = Trust::pinned([Fingerprint::of(server.certificate())]);
+            let (client, served) = futures::join!(connect(&target, client, trust), server.accept());
             served.map_err(|e| format!("demo server: {}", async_rdp::report(&e)))?;
             client
         }
     }
 }
 
-async fn connect(target: &Target, verifier: tls::Pinned) -> Result<(), String> {
+async fn connect(target: &Target, config: ClientConfig, trust: Trust) -> Result<(), String> {
     let report = |e: async_rdp::Error| async_rdp::report(&e);
-    let config = ClientConfig::new(&target.username, target.password.as_str());
     let mut phases = Phases::start();
-    println!("connecting to {}", target.addr());
+    println!("connecting to {target}");
 
-    let tcp = net::connect(&target.addr(), TIMEOUT).await.map_err(report)?;
+    let tcp = net::connect(&target.to_string(), TIMEOUT).await.map_err(report)?;
     phases.done("tcp");
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     let mut connector = ClientConnector::new(config.connector_config(), local);
@@ -89,7 +86,8 @@ async fn connect(target: &Target, verifier: tls::Pinned) -> Result<(), String> {
         .map_err(report)?;
     phases.done("negotiation");
 
-    let upgraded = net::with_timeout(TIMEOUT, "tls", tls::upgrade(framed, &target.host, Arc::new(verifier)))
+    let verifier = trust.verifier(target).map_err(report)?;
+    let upgraded = net::with_timeout(TIMEOUT, "tls", tls::upgrade(framed, target.host(), verifier))
         .await
         .map_err(|e| {
             format!(
@@ -99,7 +97,7 @@ async fn connect(target: &Target, verifier: tls::Pinned) -> Result<(), String> {
         })?;
     println!(
         "  server certificate SHA-256 {}",
-        tls::format_fingerprint(&tls::fingerprint_sha256(&upgraded.server_certificate))
+        Fingerprint::of(&upgraded.server_certificate)
     );
     phases.done("tls");
     let token = mark_as_upgraded(should_upgrade, &mut connector).map_err(report)?;
@@ -111,7 +109,7 @@ async fn connect(target: &Target, verifier: tls::Pinned) -> Result<(), String> {
             &mut framed,
             &mut connector,
             &mut network,
-            target.host.as_str().into(),
+            target.host().into(),
             upgraded.server_public_key.clone(),
             None,
         );
@@ -124,7 +122,7 @@ async fn connect(target: &Target, verifier: tls::Pinned) -> Result<(), String> {
         connector,
         token,
         &mut network,
-        target.host.as_str().into(),
+        target.host().into(),
         upgraded.server_public_key,
         None,
     );

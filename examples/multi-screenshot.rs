@@ -12,12 +12,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect, tls, ClientConfig, Trust};
+use async_rdp::trust::Fingerprint;
+use async_rdp::{connect, ClientConfig, Trust};
 use async_rdp_demo_server::{Config, DemoServer};
-use common::{ms, Target};
+use common::ms;
 use futures::{FutureExt, StreamExt};
 
 struct Job {
@@ -52,7 +52,7 @@ async fn run() -> Result<(), String> {
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 {
-                    targets.push(Target::parse(line)?);
+                    targets.push(common::parse_target(line)?);
                 }
             }
             "-h" | "--help" => {
@@ -61,7 +61,7 @@ async fn run() -> Result<(), String> {
                 );
                 return Ok(());
             }
-            other => targets.push(Target::parse(other)?),
+            other => targets.push(common::parse_target(other)?),
         }
     }
     if demo == 0 && targets.is_empty() {
@@ -90,7 +90,7 @@ async fn run() -> Result<(), String> {
         let addr = server.local_addr().map_err(|e| e.to_string())?.to_string();
         let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
             .with_desktop_size(640, 400)
-            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+            .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
         jobs.push(Job {
             name: format!("demo-{i:03}"),
             addr,
@@ -99,9 +99,9 @@ async fn run() -> Result<(), String> {
     }
     for target in &targets {
         jobs.push(Job {
-            name: target.addr().replace([':', '[', ']'], "_"),
-            addr: target.addr(),
-            config: ClientConfig::new(&target.username, target.password.as_str()).with_trust(Trust::known_hosts()),
+            name: target.to_string().replace([':', '[', ']'], "_"),
+            addr: target.to_string(),
+            config: common::config_for(target).with_trust(Trust::known_hosts()),
         });
     }
 

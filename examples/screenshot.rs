@@ -16,17 +16,17 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect_with_timings, tls, ClientConfig, ColorDepth, OnFirstUse, Trust};
-use common::{ms, Target};
+use async_rdp::trust::Fingerprint;
+use async_rdp::{connect_with_timings, ClientConfig, ColorDepth, OnFirstUse, Target, Trust};
+use common::ms;
 use futures::FutureExt;
 
 struct Options {
     target: Option<Target>,
     output: String,
-    pins: Vec<[u8; 32]>,
+    pins: Vec<Fingerprint>,
     known_hosts: Option<String>,
     refuse_unknown: bool,
     settle: Duration,
@@ -54,8 +54,7 @@ fn parse_args() -> Result<Options, String> {
             "-o" | "--output" => o.output = value("-o")?,
             "--pin" => {
                 let pin = value("--pin")?;
-                o.pins
-                    .push(tls::parse_fingerprint(&pin).ok_or(format!("bad fingerprint {pin:?}"))?);
+                o.pins.push(pin.parse().map_err(|e: async_rdp::Error| e.to_string())?);
             }
             "--known-hosts" => o.known_hosts = Some(value("--known-hosts")?),
             "--refuse-unknown" => o.refuse_unknown = true,
@@ -88,7 +87,7 @@ fn parse_args() -> Result<Options, String> {
                 );
                 std::process::exit(0);
             }
-            other => o.target = Some(Target::parse(other)?),
+            other => o.target = Some(common::parse_target(other)?),
         }
     }
     Ok(o)
@@ -106,8 +105,8 @@ fn main() {
 async fn run(options: Options) -> Result<(), String> {
     match &options.target {
         Some(target) => {
-            let config = ClientConfig::new(&target.username, target.password.as_str()).with_trust(trust(&options));
-            shoot(&target.addr(), config, &options).await
+            let config = common::config_for(target).with_trust(trust(&options));
+            shoot(target.clone(), config, &options).await
         }
         None => {
             let server_config = async_rdp_demo_server::Config {
@@ -123,11 +122,10 @@ async fn run(options: Options) -> Result<(), String> {
                 server_config.username
             );
             let config = ClientConfig::new(&server_config.username, server_config.password.as_str())
-                .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+                .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
             // The server and the client share this one thread; the server stops with the client.
             let serve = server.serve_forever().fuse();
-            let addr = addr.to_string();
-            let client = shoot(&addr, config, &options).fuse();
+            let client = shoot(Target::new(addr.ip().to_string(), addr.port()), config, &options).fuse();
             futures::pin_mut!(serve, client);
             futures::select! {
                 result = client => result,
@@ -154,24 +152,17 @@ fn trust(o: &Options) -> Trust {
     }
 }
 
-async fn shoot(addr: &str, config: ClientConfig, o: &Options) -> Result<(), String> {
+async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), String> {
     let config = config.with_desktop_size(o.size.0, o.size.1).with_color_depth(o.depth);
-    println!("connecting to {addr}");
+    println!("connecting to {target}");
     let started = Instant::now();
-    let (mut session, t) = connect_with_timings(addr, config)
+    let (mut session, timings) = connect_with_timings(target, config)
         .await
         .map_err(|e| async_rdp::report(&e))?;
     let line = |name: &str, d: Duration| println!("  {name:<12} {:>8.1} ms", ms(d));
-    line("tcp", t.tcp);
-    line("negotiation", t.negotiation);
-    line("tls", t.tls);
-    if let Some(nla) = t.nla {
-        line("nla", nla);
+    for (phase, took) in timings.iter() {
+        line(phase.name(), took);
     }
-    if let Some(licensing) = t.licensing {
-        line("licensing", licensing);
-    }
-    line("activation", t.activation);
 
     // Nothing drawn by the deadline is an error: a script must not get a blank picture and a
     // success.

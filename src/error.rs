@@ -5,6 +5,9 @@ use std::fmt;
 use std::io;
 use std::panic::Location;
 
+use crate::trust::CertificateRefused;
+use crate::Phase;
+
 /// The broad class of an [`Error`], for callers that react differently to each.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +39,9 @@ pub enum ErrorKind {
     /// The API was used out of order (for example a phase token applied to a connector in
     /// another state).
     InvalidState,
+    /// A value given to the API does not parse or is out of range (a target address, a
+    /// fingerprint).
+    InvalidInput,
 }
 
 impl ErrorKind {
@@ -54,6 +60,7 @@ impl ErrorKind {
             ErrorKind::Kdc => "kdc request failed",
             ErrorKind::Timeout => "timed out",
             ErrorKind::InvalidState => "invalid state",
+            ErrorKind::InvalidInput => "invalid input",
         }
     }
 }
@@ -84,6 +91,7 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub struct Error {
     kind: ErrorKind,
     context: &'static str,
+    phase: Option<Phase>,
     detail: Option<String>,
     source: Option<BoxError>,
     location: &'static Location<'static>,
@@ -96,6 +104,7 @@ impl Error {
         Self {
             kind,
             context,
+            phase: None,
             detail: None,
             source: None,
             location: Location::caller(),
@@ -163,11 +172,47 @@ impl Error {
         self.location
     }
 
-    /// Replaces the context, keeping everything else (used by callers that know the phase).
+    /// Replaces the context, keeping everything else.
     #[must_use]
     pub fn in_context(mut self, context: &'static str) -> Self {
         self.context = context;
         self
+    }
+
+    /// The phase of the connection the error happened in, when it happened in one (every
+    /// error of [`connect`](crate::connect) and of a [`Session`](crate::Session) has it).
+    ///
+    /// ```
+    /// use async_rdp::{Error, ErrorKind, Phase};
+    ///
+    /// let e = Error::new(ErrorKind::Timeout, "read frame").in_phase(Phase::Nla);
+    /// assert_eq!(e.phase(), Some(Phase::Nla));
+    /// assert_eq!(e.to_string(), "nla: timed out");
+    /// ```
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
+    /// Places the error in `phase`, which also becomes its context.
+    #[must_use]
+    pub fn in_phase(mut self, phase: Phase) -> Self {
+        self.phase = Some(phase);
+        self.context = phase.name();
+        self
+    }
+
+    /// The certificate refusal behind this error, if a trust policy refused the server's
+    /// certificate: who presented what, and what was expected, so that an application can ask
+    /// its user whether to trust the server without parsing the message.
+    pub fn certificate_refused(&self) -> Option<&CertificateRefused> {
+        let mut next: Option<&(dyn StdError + 'static)> = self.source.as_deref().map(|s| s as _);
+        while let Some(error) = next {
+            if let Some(refused) = CertificateRefused::find_in(error) {
+                return Some(refused);
+            }
+            next = error.source();
+        }
+        None
     }
 }
 
@@ -185,6 +230,9 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("Error");
         s.field("kind", &self.kind).field("context", &self.context);
+        if let Some(phase) = &self.phase {
+            s.field("phase", phase);
+        }
         if let Some(detail) = &self.detail {
             s.field("detail", detail);
         }
@@ -209,7 +257,7 @@ impl From<Error> for io::Error {
             ErrorKind::InvalidFrame | ErrorKind::FrameTooLarge => io::ErrorKind::InvalidData,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::Authentication => io::ErrorKind::PermissionDenied,
-            ErrorKind::InvalidState | ErrorKind::Leftover => io::ErrorKind::InvalidInput,
+            ErrorKind::InvalidState | ErrorKind::Leftover | ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, error)

@@ -317,12 +317,14 @@ pub async fn sleep(duration: Duration) {
 ///
 /// Cancel safe: dropping the future abandons the connection attempt.
 pub async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
-    let stream = with_timeout(timeout, "tcp connect", async {
-        open(addr)
-            .await
-            .map_err(|e| Error::io("tcp connect", e).with_detail(addr.to_owned()))
-    })
-    .await?;
+    with_timeout(timeout, "tcp connect", connect_unbounded(addr)).await
+}
+
+/// [`connect`] without a timeout of its own (the caller bounds it).
+pub(crate) async fn connect_unbounded(addr: &str) -> Result<TcpStream> {
+    let stream = open(addr)
+        .await
+        .map_err(|e| Error::io("tcp connect", e).with_detail(addr.to_owned()))?;
     stream.set_nodelay(true).map_err(|e| Error::io("tcp connect", e))?;
     Ok(stream)
 }

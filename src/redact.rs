@@ -3,12 +3,26 @@
 //! bytes) into DEBUG/TRACE events and span fields.
 //!
 //! With the `redact-dependency-logs` feature (on by default), every call this crate makes into
-//! those crates runs under a scoped `tracing` dispatcher that forwards their events to the
+//! those crates runs under a scoped `tracing` dispatcher (set by [`future`] around the drivers'
+//! and the session's futures, and by [`scoped`] around synchronous calls) that forwards their events to the
 //! `log` facade — as `tracing`'s own `log` bridge would — except sspi's below INFO, and never
 //! span fields. Without the feature, calls go straight through.
 
-/// Runs `f` (a call into IronRDP or sspi) with the redacting forwarder as the thread's
-/// `tracing` dispatcher.
+/// Runs `future` with the redacting forwarder as the thread's `tracing` dispatcher during
+/// each of its polls, as `tracing`'s `WithSubscriber` does: the entry points of the drivers
+/// and the session wrap their whole work in it, so that every call into IronRDP or sspi made
+/// inside (a new channel's too) is redacted without doing anything.
+///
+/// The future is boxed: these are the connection drivers, run a few dozen times per
+/// connection, and a pointer keeps the callers' futures small (debug builds copy futures
+/// through every layer, and the connection's would outgrow a small thread's stack).
+pub(crate) async fn future<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = Box::pin(future);
+    std::future::poll_fn(|cx| scoped(|| future.as_mut().poll(cx))).await
+}
+
+/// Runs `f` (a synchronous call into IronRDP or sspi) with the redacting forwarder as the
+/// thread's `tracing` dispatcher.
 #[cfg(feature = "redact-dependency-logs")]
 pub(crate) fn scoped<T>(f: impl FnOnce() -> T) -> T {
     use std::sync::OnceLock;

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use futures::io::{AsyncRead, AsyncWrite};
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::ClientConfig;
 use x509_cert::der::Decode;
 
-use crate::framed::Framed;
-use crate::stream::{Prefixed, StreamWrapper};
+use crate::framing::Framed;
+use crate::framing::{Prefixed, StreamWrapper};
 use crate::{Error, ErrorKind, Result};
 
 /// The result of a TLS upgrade.
@@ -183,153 +183,3 @@ pub(crate) fn tls_error(context: &'static str, error: std::io::Error) -> Error {
         }
     }
 }
-
-/// The SHA-256 fingerprint of a DER certificate, the way browsers and `openssl x509
-/// -fingerprint -sha256` show it (over the whole DER encoding).
-pub fn fingerprint_sha256(certificate: &CertificateDer<'_>) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// Formats a fingerprint as colon-separated upper-case hex (`AB:CD:...`).
-pub fn format_fingerprint(fingerprint: &[u8]) -> String {
-    let mut out = String::with_capacity(fingerprint.len() * 3);
-    for (i, byte) in fingerprint.iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        out.push_str(&format!("{byte:02X}"));
-    }
-    out
-}
-
-/// Parses a fingerprint written as hex, with or without `:` separators.
-pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
-    let hex: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let pair = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// The three [`ServerCertVerifier`] methods that check the handshake signature with the
-/// verifier's `provider` field: every verifier here proves the server holds the key.
-macro_rules! handshake_signatures {
-    () => {
-        handshake_signatures!(then: |_this: &Self| Ok::<(), rustls::Error>(()));
-    };
-    // `then` runs once the server has proven it holds the certificate's key.
-    (then: $then:expr) => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            let valid = rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )?;
-            ($then)(self)?;
-            Ok(valid)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            let valid = rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.provider.signature_verification_algorithms,
-            )?;
-            ($then)(self)?;
-            Ok(valid)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.provider.signature_verification_algorithms.supported_schemes()
-        }
-    };
-}
-pub(crate) use handshake_signatures;
-
-/// A verifier that trusts the certificates whose SHA-256 fingerprints it was given, and checks
-/// that the server holds the certificate's key. Name and validity period are not checked: the
-/// pin is the trust decision. Fit for a server whose certificate is known out of band (a test
-/// server, an appliance).
-#[derive(Debug)]
-pub struct Pinned {
-    fingerprints: Vec<[u8; 32]>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl Pinned {
-    /// Trusts certificates with one of these SHA-256 fingerprints.
-    pub fn new(fingerprints: impl IntoIterator<Item = [u8; 32]>) -> Self {
-        Self {
-            fingerprints: fingerprints.into_iter().collect(),
-            provider: crypto_provider(),
-        }
-    }
-
-    /// Trusts exactly this certificate.
-    pub fn certificate(certificate: &CertificateDer<'_>) -> Self {
-        Self::new([fingerprint_sha256(certificate)])
-    }
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let presented = fingerprint_sha256(end_entity);
-        if self.fingerprints.contains(&presented) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            log::warn!(
-                "Server certificate SHA-256 {} matches no pinned fingerprint",
-                format_fingerprint(&presented)
-            );
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                rustls::OtherError(Arc::new(NotPinned(presented))),
-            )))
-        }
-    }
-
-    handshake_signatures!();
-}
-
-/// Why [`Pinned`] refused a certificate: it names the fingerprint, so that a user can check it
-/// out of band and pin it.
-#[derive(Debug)]
-struct NotPinned([u8; 32]);
-
-impl std::fmt::Display for NotPinned {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "its SHA-256 fingerprint {} is not trusted (check it out of band, then pin it)",
-            format_fingerprint(&self.0)
-        )
-    }
-}
-
-impl std::error::Error for NotPinned {}

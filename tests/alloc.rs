@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
+use async_rdp::framing::{LocalFramed, Prefixed};
 use async_rdp::ironrdp_pdu::Action;
-use async_rdp::{LocalFramed, Prefixed};
 use bytes::BytesMut;
 use futures::executor::block_on;
 use futures::io::AsyncRead;

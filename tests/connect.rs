@@ -1,13 +1,10 @@
 //! The connection drivers against the demo server (IronRDP's acceptor) over real loopback TCP
 //! and real TLS: negotiation, TLS upgrade, NLA, and the rest of the connection sequence.
 
-use std::sync::Arc;
-
+use async_rdp::connector::{connect_begin, connect_finalize, mark_as_upgraded, skip_connect_begin, NoNetworkClient};
+use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome};
-use async_rdp::{
-    connect_begin, connect_finalize, mark_as_upgraded, skip_connect_begin, tls, ClientConfig, ErrorKind, LocalFramed,
-    NoNetworkClient,
-};
+use async_rdp::{tls, ClientConfig, ErrorKind};
 use async_rdp_demo_server::{Config, DemoServer, Security};
 use async_std::net::TcpStream;
 
@@ -24,7 +21,8 @@ async fn client(server: &DemoServer, config: ClientConfig) -> async_rdp::Result<
     let mut framed = LocalFramed::new(tcp);
 
     let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
-    let verifier = Arc::new(tls::Pinned::certificate(server.certificate()));
+    let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(server.certificate())])
+        .verifier(&async_rdp::Target::new("127.0.0.1", 3389))?;
     let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
     let token = mark_as_upgraded(should_upgrade, &mut connector)?;
     let mut framed = LocalFramed::new(upgraded.stream);
@@ -60,7 +58,7 @@ async fn run(
 async fn tls_only_connection_completes() -> Result<(), BoxError> {
     let d = Config::default();
     let config = ClientConfig::new(&d.username, d.password.as_str())
-        .with_security(true, false)
+        .with_security(async_rdp::Security::Tls)
         .with_desktop_size(1024, 768);
     let (outcome, accepted) = run(Security::Tls, config).await?;
     let ConnectionOutcome::Connected(result) = outcome? else {
@@ -89,7 +87,7 @@ async fn nla_wrong_password_is_an_authentication_error() -> Result<(), BoxError>
     let (outcome, accepted) = run(Security::Nla, config).await?;
     let err = outcome.err().ok_or("a wrong password connected")?;
     assert_eq!(err.kind(), ErrorKind::Authentication, "{}", async_rdp::report(&err));
-    assert_eq!(err.context(), "nla");
+    assert_eq!(err.phase(), Some(async_rdp::Phase::Nla));
     assert!(!accepted);
     Ok(())
 }
@@ -97,10 +95,10 @@ async fn nla_wrong_password_is_an_authentication_error() -> Result<(), BoxError>
 #[async_std::test]
 async fn nla_only_client_against_tls_only_server_names_the_protocol() -> Result<(), BoxError> {
     let d = Config::default();
-    let config = ClientConfig::new(&d.username, d.password.as_str()).with_security(false, true);
+    let config = ClientConfig::new(&d.username, d.password.as_str()).with_security(async_rdp::Security::Nla);
     let (outcome, _) = run(Security::Tls, config).await?;
     let err = outcome.err().ok_or("connected without a common protocol")?;
-    assert_eq!(err.context(), "negotiation");
+    assert_eq!(err.phase(), Some(async_rdp::Phase::Negotiation));
     let text = async_rdp::report(&err);
     assert!(text.to_lowercase().contains("negotiation"), "{text}");
     Ok(())

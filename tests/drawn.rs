@@ -7,10 +7,11 @@
 //! screenshot examples use, must fail when nothing was drawn and must not return between the
 //! pieces of a frame.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect, tls, ClientConfig, Drawn, ErrorKind};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
+use async_rdp::{connect, ClientConfig, Drawn, ErrorKind};
 use async_rdp_demo_server::encode::{
     bitmap_updates, frame_marker, refragment, split_pdus, BitmapCodec, FrameAction, Picture,
 };
@@ -52,7 +53,7 @@ fn play(script: Vec<Scripted>, deadline: Duration) -> Result<Seen, BoxError> {
         let addr = server.local_addr()?.to_string();
         let client_config = ClientConfig::new(&config.username, config.password.as_str())
             .with_desktop_size(WIDTH, HEIGHT)
-            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+            .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
         let serving = async {
             server.accept().await?.play(&script).await?;
             Ok::<(), BoxError>(())

@@ -20,10 +20,14 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use async_rdp::connector::{connect_begin, mark_as_upgraded, perform_credssp, NoNetworkClient};
+use async_rdp::framing::{LocalFramed, MAX_FRAME_SIZE, READ_CHUNK};
 use async_rdp::ironrdp_connector::ClientConnector;
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
 use async_rdp::{
-    connect, connect_begin, connect_with_timings, mark_as_upgraded, perform_credssp, tls, ClientConfig, ClientSession,
-    DisconnectReason, Error, ErrorKind, Event, LocalFramed, NoNetworkClient, Timeouts, MAX_FRAME_SIZE, READ_CHUNK,
+    connect, connect_with_timings, tls, ClientConfig, ClientSession, DisconnectReason, Error, ErrorKind, Event, Phase,
+    Timeouts,
 };
 use async_rdp_demo_server::{Command, Config, DemoServer, Security};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
@@ -344,35 +348,28 @@ fn run_step(conn: &mut Conn, step: &Step, report: &mut Report) -> io::Result<()>
 
 /// Every phase's timeout long.
 fn long_timeouts() -> Timeouts {
-    Timeouts {
-        tcp: LONG,
-        negotiation: LONG,
-        tls: LONG,
-        nla: LONG,
-        licensing: LONG,
-        activation: LONG,
-        ..Timeouts::default()
-    }
-}
-
-/// Timeouts with `phase` short and every other phase long.
-fn timeouts(phase: &str) -> Timeouts {
-    let mut t = long_timeouts();
-    match phase {
-        "tcp" => t.tcp = SHORT,
-        "negotiation" => t.negotiation = SHORT,
-        "tls" => t.tls = SHORT,
-        "nla" => t.nla = SHORT,
-        "licensing" => t.licensing = SHORT,
-        "activation" => t.activation = SHORT,
-        other => panic!("no phase {other}"),
+    let mut t = Timeouts::default();
+    for phase in [
+        Phase::Tcp,
+        Phase::Negotiation,
+        Phase::Tls,
+        Phase::Nla,
+        Phase::Licensing,
+        Phase::Activation,
+    ] {
+        t[phase] = Some(LONG);
     }
     t
 }
 
+/// Timeouts with `phase` short and every other phase long.
+fn timeouts(phase: Phase) -> Timeouts {
+    long_timeouts().with(phase, SHORT)
+}
+
 fn client_config(timeouts: Timeouts) -> ClientConfig {
     ClientConfig::new("user", "password")
-        .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&IDENTITY.certificate)))
+        .with_trust(Trust::pinned([Fingerprint::of(&IDENTITY.certificate)]))
         .with_timeouts(timeouts)
 }
 
@@ -385,7 +382,7 @@ struct Failure {
 
 /// Runs `connect_with_timings` (on this thread) against a script server whose phase `phase`
 /// has the short timeout, and returns the error it must end with.
-fn connect_to_script(name: &str, phase: &str, script: Vec<Step>) -> Failure {
+fn connect_to_script(name: &str, phase: Phase, script: Vec<Step>) -> Failure {
     let server = ScriptServer::start(script);
     let config = client_config(timeouts(phase));
     let started = Instant::now();
@@ -400,20 +397,20 @@ fn connect_to_script(name: &str, phase: &str, script: Vec<Step>) -> Failure {
     eprintln!(
         "[fault] {name}: {:?} in {:?} after {elapsed:.2?}: {} (server: {report:?})",
         error.kind(),
-        error.context(),
+        error.phase(),
         async_rdp::report(&error)
     );
     Failure { error, elapsed, report }
 }
 
 impl Failure {
-    /// The error is `kind` in `context`, and came in time: before the phase's timeout for a
+    /// The error is `kind` in `phase`, and came in time: before the phase's timeout for a
     /// fault the client can see, within the timeout plus slack for a stall.
-    fn assert(&self, kind: ErrorKind, context: &str) {
+    fn assert(&self, kind: ErrorKind, phase: Phase) {
         let e = &self.error;
         let text = async_rdp::report(e);
         assert_eq!(e.kind(), kind, "{text}");
-        assert_eq!(e.context(), context, "{text}");
+        assert_eq!(e.phase(), Some(phase), "{text}");
         if kind == ErrorKind::Timeout {
             assert!(
                 self.elapsed >= SHORT,
@@ -452,7 +449,10 @@ fn tcp_refused_is_an_io_error_in_tcp() {
         .expect("free port")
         .port();
     let started = Instant::now();
-    let result = async_std::task::block_on(connect(&format!("127.0.0.1:{port}"), client_config(timeouts("tcp"))));
+    let result = async_std::task::block_on(connect(
+        &format!("127.0.0.1:{port}"),
+        client_config(timeouts(Phase::Tcp)),
+    ));
     let elapsed = started.elapsed();
     let err = result.expect_err("connected to nothing");
     eprintln!(
@@ -462,7 +462,7 @@ fn tcp_refused_is_an_io_error_in_tcp() {
         async_rdp::report(&err)
     );
     assert_eq!(err.kind(), ErrorKind::Io, "{}", async_rdp::report(&err));
-    assert_eq!(err.context(), "tcp");
+    assert_eq!(err.phase(), Some(async_rdp::Phase::Tcp));
     assert!(elapsed < SHORT, "took {elapsed:?}");
 }
 
@@ -475,10 +475,10 @@ fn negotiation_close_mid_frame_says_what_is_missing() {
     let cc = connection_confirm(PROTOCOL_HYBRID);
     let f = connect_to_script(
         "negotiation: close after 5 of 19 bytes",
-        "negotiation",
+        Phase::Negotiation,
         vec![Step::ExpectTpkt, Step::Send(cc[..5].to_vec()), Step::Close],
     );
-    f.assert(ErrorKind::UnexpectedEof, "negotiation");
+    f.assert(ErrorKind::UnexpectedEof, Phase::Negotiation);
     let text = f.error.to_string();
     assert!(text.contains("14 bytes short of a 19-byte frame"), "{text}");
 }
@@ -487,16 +487,20 @@ fn negotiation_close_mid_frame_says_what_is_missing() {
 fn negotiation_close_before_any_byte_is_closed() {
     let f = connect_to_script(
         "negotiation: close before answering",
-        "negotiation",
+        Phase::Negotiation,
         vec![Step::ExpectTpkt, Step::Close],
     );
-    f.assert(ErrorKind::Closed, "negotiation");
+    f.assert(ErrorKind::Closed, Phase::Negotiation);
 }
 
 #[test]
 fn negotiation_stall_times_out() {
-    let f = connect_to_script("negotiation: stall", "negotiation", vec![Step::ExpectTpkt, Step::Stall]);
-    f.assert(ErrorKind::Timeout, "negotiation");
+    let f = connect_to_script(
+        "negotiation: stall",
+        Phase::Negotiation,
+        vec![Step::ExpectTpkt, Step::Stall],
+    );
+    f.assert(ErrorKind::Timeout, Phase::Negotiation);
 }
 
 #[test]
@@ -504,20 +508,20 @@ fn negotiation_stall_inside_a_confirm_times_out() {
     let cc = connection_confirm(PROTOCOL_HYBRID);
     let f = connect_to_script(
         "negotiation: 18 of 19 bytes, then stall",
-        "negotiation",
+        Phase::Negotiation,
         vec![Step::ExpectTpkt, Step::Send(cc[..18].to_vec()), Step::Stall],
     );
-    f.assert(ErrorKind::Timeout, "negotiation");
+    f.assert(ErrorKind::Timeout, Phase::Negotiation);
 }
 
 #[test]
 fn negotiation_max_length_header_then_nothing_times_out() {
     let f = connect_to_script(
         "negotiation: TPKT header of 65535 bytes, then stall",
-        "negotiation",
+        Phase::Negotiation,
         vec![Step::ExpectTpkt, Step::Send(vec![0x03, 0x00, 0xff, 0xff]), Step::Stall],
     );
-    f.assert(ErrorKind::Timeout, "negotiation");
+    f.assert(ErrorKind::Timeout, Phase::Negotiation);
 }
 
 #[test]
@@ -526,14 +530,14 @@ fn negotiation_max_length_frame_of_garbage_is_bounded() {
     // the one frame, fails to decode it, and stops reading.
     let f = connect_to_script(
         "negotiation: TPKT header of 65535 bytes, then endless zeros",
-        "negotiation",
+        Phase::Negotiation,
         vec![
             Step::ExpectTpkt,
             Step::Send(vec![0x03, 0x00, 0xff, 0xff]),
             Step::SendEndless(0x00),
         ],
     );
-    f.assert(ErrorKind::Connector, "negotiation");
+    f.assert(ErrorKind::Connector, Phase::Negotiation);
     assert!(
         f.report.endless <= ENDLESS_BOUND,
         "the client took {} bytes of garbage (bound {ENDLESS_BOUND})",
@@ -549,7 +553,7 @@ fn negotiation_max_length_frame_never_grows_the_buffer_past_the_bound() {
         Step::Send(vec![0x03, 0x00, 0xff, 0xff]),
         Step::SendEndless(0x00),
     ]);
-    let config = client_config(timeouts("negotiation"));
+    let config = client_config(timeouts(Phase::Negotiation));
     async_std::task::block_on(async {
         let tcp = async_rdp::net::connect(&server.addr, LONG).await.expect("tcp");
         let local = tcp.local_addr().expect("local address");
@@ -580,14 +584,14 @@ fn negotiation_tls_record_instead_of_tpkt_is_an_invalid_frame() {
     // a TPKT version nor a fast-path action.
     let f = connect_to_script(
         "negotiation: TLS record instead of TPKT",
-        "negotiation",
+        Phase::Negotiation,
         vec![
             Step::ExpectTpkt,
             Step::Send(vec![0x16, 0x03, 0x03, 0x00, 0x31, 0x02, 0x00, 0x00, 0x2d, 0x03, 0x03]),
             Step::Stall,
         ],
     );
-    f.assert(ErrorKind::InvalidFrame, "negotiation");
+    f.assert(ErrorKind::InvalidFrame, Phase::Negotiation);
 }
 
 /// An HTTP server's answer to a request it does not understand.
@@ -597,7 +601,7 @@ const HTTP_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConne
 fn negotiation_http_answer_then_close_is_an_error() {
     let f = connect_to_script(
         "negotiation: HTTP 400, then close",
-        "negotiation",
+        Phase::Negotiation,
         vec![Step::ExpectTpkt, Step::Send(HTTP_400.to_vec()), Step::Close],
     );
     // 'H' (0x48) reads as a fast-path header of 0x54 ('T') = 84 bytes, so the client sees a
@@ -610,7 +614,7 @@ fn negotiation_http_answer_then_close_is_an_error() {
         "{}",
         async_rdp::report(&f.error)
     );
-    assert_eq!(f.error.context(), "negotiation");
+    assert_eq!(f.error.phase(), Some(async_rdp::Phase::Negotiation));
     assert!(f.elapsed < SHORT, "took {:?}", f.elapsed);
 }
 
@@ -618,7 +622,7 @@ fn negotiation_http_answer_then_close_is_an_error() {
 fn negotiation_http_answer_then_stall_is_an_error_not_a_timeout() {
     let f = connect_to_script(
         "negotiation: HTTP 400 and more text, then stall",
-        "negotiation",
+        Phase::Negotiation,
         vec![
             Step::ExpectTpkt,
             // Long enough that the first 84-byte "fast-path frame" is complete.
@@ -631,7 +635,7 @@ fn negotiation_http_answer_then_stall_is_an_error_not_a_timeout() {
         "{}",
         async_rdp::report(&f.error)
     );
-    assert_eq!(f.error.context(), "negotiation");
+    assert_eq!(f.error.phase(), Some(async_rdp::Phase::Negotiation));
     assert!(f.elapsed < SHORT, "took {:?}", f.elapsed);
 }
 
@@ -643,14 +647,14 @@ fn issue_10_unoffered_selected_protocol_is_refused_before_tls() {
     for selected in [0xFD, PROTOCOL_SSL | PROTOCOL_HYBRID] {
         let f = connect_to_script(
             &format!("negotiation: selected protocol {selected:#x}"),
-            "negotiation",
+            Phase::Negotiation,
             vec![
                 Step::ExpectTpkt,
                 Step::Send(connection_confirm(selected)),
                 Step::ExpectSilentClose,
             ],
         );
-        f.assert(ErrorKind::Connector, "negotiation");
+        f.assert(ErrorKind::Connector, Phase::Negotiation);
         let text = async_rdp::report(&f.error);
         assert!(
             text.contains(&format!("{selected:#x}")),
@@ -668,8 +672,8 @@ fn issue_10_unoffered_selected_protocol_is_refused_before_tls() {
 fn negotiation_reset_is_an_io_error() {
     // The client pipelines nothing after its request, so wait for the request itself to be
     // queued, unread, and reset the connection instead of answering.
-    let f = connect_to_script("negotiation: reset", "negotiation", vec![Step::Reset]);
-    f.assert(ErrorKind::Io, "negotiation");
+    let f = connect_to_script("negotiation: reset", Phase::Negotiation, vec![Step::Reset]);
+    f.assert(ErrorKind::Io, Phase::Negotiation);
     let text = async_rdp::report(&f.error);
     assert!(text.to_lowercase().contains("reset"), "{text}");
 }
@@ -682,7 +686,7 @@ fn negotiation_reset_is_an_io_error() {
 fn tls_alert_instead_of_server_hello_names_the_alert() {
     let f = connect_to_script(
         "tls: handshake_failure alert instead of ServerHello",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
@@ -691,7 +695,7 @@ fn tls_alert_instead_of_server_hello_names_the_alert() {
             Step::Stall,
         ],
     );
-    f.assert(ErrorKind::Tls, "tls");
+    f.assert(ErrorKind::Tls, Phase::Tls);
     let text = async_rdp::report(&f.error);
     assert!(text.contains("HandshakeFailure"), "{text}");
 }
@@ -700,7 +704,7 @@ fn tls_alert_instead_of_server_hello_names_the_alert() {
 fn tls_close_before_server_hello_is_an_error() {
     let f = connect_to_script(
         "tls: close after the ClientHello",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
@@ -708,14 +712,14 @@ fn tls_close_before_server_hello_is_an_error() {
             Step::Close,
         ],
     );
-    f.assert(ErrorKind::UnexpectedEof, "tls");
+    f.assert(ErrorKind::UnexpectedEof, Phase::Tls);
 }
 
 #[test]
 fn tls_close_mid_server_flight_is_an_error() {
     let f = connect_to_script(
         "tls: close 40 bytes into the server's flight",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
@@ -723,14 +727,14 @@ fn tls_close_mid_server_flight_is_an_error() {
             Step::Close,
         ],
     );
-    f.assert(ErrorKind::UnexpectedEof, "tls");
+    f.assert(ErrorKind::UnexpectedEof, Phase::Tls);
 }
 
 #[test]
 fn tls_stall_before_server_hello_times_out() {
     let f = connect_to_script(
         "tls: stall after the ClientHello",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
@@ -738,14 +742,14 @@ fn tls_stall_before_server_hello_times_out() {
             Step::Stall,
         ],
     );
-    f.assert(ErrorKind::Timeout, "tls");
+    f.assert(ErrorKind::Timeout, Phase::Tls);
 }
 
 #[test]
 fn tls_stall_mid_server_flight_times_out() {
     let f = connect_to_script(
         "tls: stall 40 bytes into the server's flight",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
@@ -753,14 +757,14 @@ fn tls_stall_mid_server_flight_times_out() {
             Step::Stall,
         ],
     );
-    f.assert(ErrorKind::Timeout, "tls");
+    f.assert(ErrorKind::Timeout, Phase::Tls);
 }
 
 #[test]
 fn tls_reset_during_handshake_fails_fast_in_tls() {
     let f = connect_to_script(
         "tls: reset instead of a ServerHello",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
@@ -773,7 +777,7 @@ fn tls_reset_during_handshake_fails_fast_in_tls() {
         "{}",
         async_rdp::report(&f.error)
     );
-    assert_eq!(f.error.context(), "tls");
+    assert_eq!(f.error.phase(), Some(async_rdp::Phase::Tls));
     assert!(f.elapsed < SHORT, "took {:?}", f.elapsed);
 }
 
@@ -781,14 +785,14 @@ fn tls_reset_during_handshake_fails_fast_in_tls() {
 fn tls_reset_during_handshake_is_an_io_error() {
     let f = connect_to_script(
         "tls: reset instead of a ServerHello (kind)",
-        "tls",
+        Phase::Tls,
         vec![
             Step::ExpectTpkt,
             Step::Send(connection_confirm(PROTOCOL_SSL)),
             Step::Reset,
         ],
     );
-    f.assert(ErrorKind::Io, "tls");
+    f.assert(ErrorKind::Io, Phase::Tls);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,10 +818,10 @@ fn nla_length_that_never_fits_then_silence_times_out() {
     // for more; with nothing more coming, the phase's timeout ends it.
     let f = connect_to_script(
         "nla: 30 84 ff ff ff ff, then stall",
-        "nla",
+        Phase::Nla,
         nla_script([Step::Send(vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), Step::Stall]),
     );
-    f.assert(ErrorKind::Timeout, "nla");
+    f.assert(ErrorKind::Timeout, Phase::Nla);
 }
 
 #[test]
@@ -826,10 +830,10 @@ fn nla_endless_malformed_ts_request_is_bounded() {
     // for ever, so only the frame bound stops the client.
     let f = connect_to_script(
         "nla: 30 82 ff ff, then endless garbage",
-        "nla",
+        Phase::Nla,
         nla_script([Step::Send(vec![0x30, 0x82, 0xff, 0xff]), Step::SendEndless(0x41)]),
     );
-    f.assert(ErrorKind::FrameTooLarge, "nla");
+    f.assert(ErrorKind::FrameTooLarge, Phase::Nla);
     assert!(
         f.report.endless <= ENDLESS_BOUND,
         "the client took {} bytes of garbage (bound {ENDLESS_BOUND})",
@@ -844,14 +848,16 @@ fn nla_endless_malformed_ts_request_never_grows_the_buffer_past_the_bound() {
         Step::Send(vec![0x30, 0x82, 0xff, 0xff]),
         Step::SendEndless(0x41),
     ]));
-    let config = client_config(timeouts("nla"));
+    let config = client_config(timeouts(Phase::Nla));
     async_std::task::block_on(async {
         let tcp = async_rdp::net::connect(&server.addr, LONG).await.expect("tcp");
         let local = tcp.local_addr().expect("local address");
         let mut connector = ClientConnector::new(config.connector_config(), local);
         let mut framed = LocalFramed::new(tcp);
         let should_upgrade = connect_begin(&mut framed, &mut connector).await.expect("negotiation");
-        let verifier = Arc::new(tls::Pinned::certificate(&IDENTITY.certificate));
+        let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(&IDENTITY.certificate)])
+            .verifier(&async_rdp::Target::new("127.0.0.1", 3389))
+            .expect("verifier");
         let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await.expect("tls");
         let _upgraded = mark_as_upgraded(should_upgrade, &mut connector).expect("upgrade token");
         let mut framed = LocalFramed::new(upgraded.stream);
@@ -868,7 +874,7 @@ fn nla_endless_malformed_ts_request_never_grows_the_buffer_past_the_bound() {
             .await
             .expect_err("CredSSP accepted garbage");
         assert_eq!(err.kind(), ErrorKind::FrameTooLarge, "{}", async_rdp::report(&err));
-        assert_eq!(err.context(), "nla");
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Nla));
         assert!(
             framed.buffer_capacity() <= MAX_FRAME_SIZE + READ_CHUNK,
             "buffer capacity {}",
@@ -890,10 +896,10 @@ fn nla_non_asn1_reply_is_bounded() {
     // too ends at the frame bound.
     let f = connect_to_script(
         "nla: endless HTTP-ish text instead of a TsRequest",
-        "nla",
+        Phase::Nla,
         nla_script([Step::Send(HTTP_400.to_vec()), Step::SendEndless(b'x')]),
     );
-    f.assert(ErrorKind::FrameTooLarge, "nla");
+    f.assert(ErrorKind::FrameTooLarge, Phase::Nla);
     assert!(f.report.endless <= ENDLESS_BOUND, "{:?}", f.report);
 }
 
@@ -905,28 +911,28 @@ fn nla_abrupt_close_mid_ts_request_is_unexpected_eof() {
     // TCP closed with no close_notify: rustls reports the truncation itself.
     let f = connect_to_script(
         "nla: 10 of 260 bytes, then TCP close",
-        "nla",
+        Phase::Nla,
         nla_script([Step::Send(TS_REQUEST_HEAD.to_vec()), Step::Close]),
     );
-    f.assert(ErrorKind::UnexpectedEof, "nla");
+    f.assert(ErrorKind::UnexpectedEof, Phase::Nla);
 }
 
 #[test]
 fn nla_close_notify_mid_ts_request_says_what_is_missing() {
     let f = connect_to_script(
         "nla: 10 of 260 bytes, then close_notify",
-        "nla",
+        Phase::Nla,
         nla_script([Step::Send(TS_REQUEST_HEAD.to_vec()), Step::CloseNotify]),
     );
-    f.assert(ErrorKind::UnexpectedEof, "nla");
+    f.assert(ErrorKind::UnexpectedEof, Phase::Nla);
     let text = f.error.to_string();
     assert!(text.contains("250 bytes short of a 260-byte frame"), "{text}");
 }
 
 #[test]
 fn nla_stall_times_out() {
-    let f = connect_to_script("nla: stall", "nla", nla_script([Step::Stall]));
-    f.assert(ErrorKind::Timeout, "nla");
+    let f = connect_to_script("nla: stall", Phase::Nla, nla_script([Step::Stall]));
+    f.assert(ErrorKind::Timeout, Phase::Nla);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,18 +952,18 @@ fn activation_script(then: impl IntoIterator<Item = Step>) -> Vec<Step> {
 
 #[test]
 fn activation_stall_times_out() {
-    let f = connect_to_script("activation: stall", "activation", activation_script([Step::Stall]));
-    f.assert(ErrorKind::Timeout, "activation");
+    let f = connect_to_script("activation: stall", Phase::Activation, activation_script([Step::Stall]));
+    f.assert(ErrorKind::Timeout, Phase::Activation);
 }
 
 #[test]
 fn activation_close_mid_frame_says_what_is_missing() {
     let f = connect_to_script(
         "activation: 6 of 256 bytes, then close_notify",
-        "activation",
+        Phase::Activation,
         activation_script([Step::Send(vec![0x03, 0x00, 0x01, 0x00, 0x02, 0xf0]), Step::CloseNotify]),
     );
-    f.assert(ErrorKind::UnexpectedEof, "activation");
+    f.assert(ErrorKind::UnexpectedEof, Phase::Activation);
     let text = f.error.to_string();
     assert!(text.contains("250 bytes short of a 256-byte frame"), "{text}");
 }
@@ -969,10 +975,10 @@ fn activation_garbage_frame_is_a_connector_error() {
     frame.extend_from_slice(&[0xee; 0x1c]);
     let f = connect_to_script(
         "activation: a TPKT frame of garbage",
-        "activation",
+        Phase::Activation,
         activation_script([Step::Send(frame), Step::Stall]),
     );
-    f.assert(ErrorKind::Connector, "activation");
+    f.assert(ErrorKind::Connector, Phase::Activation);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1203,12 +1209,13 @@ where
         .await?;
         let proxy = Proxy::start(server.local_addr()?)?;
         let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
-            .with_security(true, false)
+            .with_security(async_rdp::Security::Tls)
             .with_desktop_size(320, 200)
-            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())))
-            .with_timeouts(Timeouts {
-                session_idle: idle,
-                ..long_timeouts()
+            .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]))
+            .with_timeouts({
+                let mut t = long_timeouts();
+                t[Phase::Session] = idle;
+                t
             });
         let (events, _events) = unbounded();
         let (commands, received) = unbounded();
@@ -1279,7 +1286,7 @@ fn session_close_mid_tls_record_is_connection_lost() -> TestResult {
                     "{}",
                     async_rdp::report(&e)
                 );
-                assert_eq!(e.context(), "session");
+                assert_eq!(e.phase(), Some(async_rdp::Phase::Session));
             }
         }
         assert!(elapsed < SLACK, "took {elapsed:?}");
@@ -1354,7 +1361,7 @@ fn session_stall_trips_the_idle_timeout() -> TestResult {
             .err()
             .ok_or("the session ended with an event, not the idle timeout")?;
         assert_eq!(err.kind(), ErrorKind::Timeout, "{}", async_rdp::report(&err));
-        assert_eq!(err.context(), "session");
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Session));
         assert!(elapsed >= SHORT, "timed out early, after {elapsed:?}");
         assert!(elapsed < SHORT + SLACK, "timed out late, after {elapsed:?}");
         Ok(())

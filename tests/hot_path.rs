@@ -6,10 +6,12 @@
 //! updates (the demo server's clock animation) into a 1920x1080 framebuffer. The server runs on
 //! its own thread so that its allocations are not counted.
 
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use async_rdp::{connect, tls, ClientConfig, Event};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
+use async_rdp::{connect, ClientConfig, Event};
 use async_rdp_demo_server::{animated_region, Config, DemoServer, Security};
 use ironrdp_connector::DesktopSize;
 
@@ -57,7 +59,7 @@ fn small_updates_cost_memory_in_proportion_to_the_damage() -> Result<(), Box<dyn
     let (updates, bytes, largest, calls) = async_std::task::block_on(async {
         let config = ClientConfig::new(&server_config.username, server_config.password.as_str())
             .with_desktop_size(WIDTH, HEIGHT)
-            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&certificate)));
+            .with_trust(Trust::pinned([Fingerprint::of(&certificate)]));
         let mut session = connect(&addr.to_string(), config).await?;
         // The first frame covers the whole desktop; the animation starts after it, and from
         // then on every update lies inside the clock box.

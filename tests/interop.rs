@@ -18,10 +18,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_rdp::{tls, ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Codec;
+use async_rdp::{ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -165,14 +167,14 @@ const XRDP_BACKGROUND_POINTS: [(u16, u16); 4] = [(640, 600), (100, 500), (700, 1
 
 struct Xrdp {
     addr: String,
-    fingerprint: [u8; 32],
+    fingerprint: async_rdp::trust::Fingerprint,
 }
 
 impl Xrdp {
     fn config(&self, password: &str) -> ClientConfig {
         ClientConfig::new(XRDP_USER, password)
-            .with_certificate_verifier(Arc::new(tls::Pinned::new([self.fingerprint])))
-            .with_security(true, false)
+            .with_trust(async_rdp::Trust::pinned([self.fingerprint]))
+            .with_security(async_rdp::Security::Tls)
     }
 }
 
@@ -204,7 +206,7 @@ fn start_xrdp(require_credentials: bool) -> Result<Xrdp, BoxError> {
     let cert = CertificateDer::from_pem_file("/etc/ssl/certs/ssl-cert-snakeoil.pem")?;
     Ok(Xrdp {
         addr: format!("127.0.0.1:{XRDP_PORT}"),
-        fingerprint: tls::fingerprint_sha256(&cert),
+        fingerprint: Fingerprint::of(&cert),
     })
 }
 
@@ -235,7 +237,7 @@ fn xrdp_desktop(config: impl FnOnce(ClientConfig) -> ClientConfig, codec_evidenc
 #[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
 fn xrdp_remotefx_desktop() -> TestResult {
     // RemoteFX is lossy: the flat background comes back within a few levels.
-    xrdp_desktop(|c| c.with_codecs(&["remotefx"]), "RemoteFx", 6)
+    xrdp_desktop(|c| c.with_codecs(&[Codec::RemoteFx]), "RemoteFx", 6)
 }
 
 #[test]
@@ -301,13 +303,13 @@ fn xrdp_wrong_password_with_require_credentials_is_a_disconnect() -> TestResult 
 fn xrdp_nla_only_client_gets_an_error_naming_the_protocol() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
-    let config = xrdp.config(XRDP_PASS).with_security(false, true);
+    let config = xrdp.config(XRDP_PASS).with_security(async_rdp::Security::Nla);
     let err = block_on(async_rdp::connect(&xrdp.addr, config))
         .err()
         .ok_or("xrdp accepted an NLA-only client")?;
     let text = async_rdp::report(&err);
     println!("xrdp, NLA-only client: {text}");
-    assert_eq!(err.context(), "negotiation", "{text}");
+    assert_eq!(err.phase(), Some(async_rdp::Phase::Negotiation), "{text}");
     assert!(
         text.contains("NLA") || text.contains("CredSSP"),
         "the error does not name the protocol: {text}"
@@ -345,7 +347,7 @@ struct Peer {
     stdin: ChildStdin,
     lines: Receiver<String>,
     addr: String,
-    fingerprint: [u8; 32],
+    fingerprint: async_rdp::trust::Fingerprint,
 }
 
 impl Drop for Peer {
@@ -358,7 +360,7 @@ impl Drop for Peer {
 
 impl Peer {
     fn config(&self, password: &str) -> ClientConfig {
-        ClientConfig::new(PEER_USER, password).with_certificate_verifier(Arc::new(tls::Pinned::new([self.fingerprint])))
+        ClientConfig::new(PEER_USER, password).with_trust(async_rdp::Trust::pinned([self.fingerprint]))
     }
 
     /// The next line whose `event` is `name`, within 10 s.
@@ -441,13 +443,13 @@ fn peer(args: &[&str]) -> Result<Peer, BoxError> {
         stdin,
         lines,
         addr: String::new(),
-        fingerprint: [0; 32],
+        fingerprint: async_rdp::trust::Fingerprint::from([0; 32]),
     };
     let listening = peer.wait_for("listening")?;
     let port = field(&listening, "port").ok_or("no port in the listening line")?;
     peer.addr = format!("127.0.0.1:{port}");
     let fingerprint = field(&listening, "fingerprint").ok_or("no fingerprint in the listening line")?;
-    peer.fingerprint = tls::parse_fingerprint(fingerprint).ok_or("bad fingerprint")?;
+    peer.fingerprint = fingerprint.parse()?;
     Ok(peer)
 }
 
@@ -505,11 +507,16 @@ fn peer_roughly(session: &ClientSession, tolerance: u8) -> TestResult {
     Ok(())
 }
 
-fn peer_desktop(peer_args: &[&str], codecs: &[&str], nla: bool, evidence: &str, exact: bool) -> TestResult {
+fn peer_desktop(peer_args: &[&str], codecs: &[Codec], nla: bool, evidence: &str, exact: bool) -> TestResult {
     let _serial = serial();
     let peer = peer(peer_args)?;
     block_on(async {
-        let config = peer.config(PEER_PASS).with_codecs(codecs).with_security(!nla, nla);
+        let security = if nla {
+            async_rdp::Security::Nla
+        } else {
+            async_rdp::Security::Tls
+        };
+        let config = peer.config(PEER_PASS).with_codecs(codecs).with_security(security);
         let mut session = screenshot(&peer.addr, config, Duration::from_millis(400)).await?;
         peer.wait_for("activated")?;
         if exact {
@@ -564,7 +571,7 @@ fn ironrdp_server_uncompressed_surface_bits_are_exact() -> TestResult {
     // The client offers RemoteFX, the server offers nothing: surface bits with codec id 0.
     peer_desktop(
         &["--security", "tls", "--codecs", ""],
-        &["remotefx"],
+        &[Codec::RemoteFx],
         false,
         "codec_id=CodecId(None)",
         true,
@@ -576,7 +583,7 @@ fn ironrdp_server_uncompressed_surface_bits_are_exact() -> TestResult {
 fn ironrdp_server_remotefx() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", "remotefx"],
-        &["remotefx"],
+        &[Codec::RemoteFx],
         true,
         "RemoteFx",
         false,
@@ -589,7 +596,7 @@ fn ironrdp_server_remotefx() -> TestResult {
 fn ironrdp_server_qoi_is_exact() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", "qoi"],
-        &["qoi"],
+        &[Codec::Qoi],
         true,
         "codec_id=CodecId(QOI)",
         true,
@@ -602,7 +609,7 @@ fn ironrdp_server_qoi_is_exact() -> TestResult {
 fn ironrdp_server_qoiz_is_exact() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", "qoiz"],
-        &["qoiz"],
+        &[Codec::Qoiz],
         true,
         "codec_id=CodecId(QOIZ)",
         true,
@@ -618,7 +625,7 @@ fn ironrdp_server_wrong_password_is_an_authentication_error() -> TestResult {
         .err()
         .ok_or("connected with a wrong password")?;
     assert_eq!(err.kind(), ErrorKind::Authentication, "{}", async_rdp::report(&err));
-    assert_eq!(err.context(), "nla");
+    assert_eq!(err.phase(), Some(async_rdp::Phase::Nla));
     Ok(())
 }
 
@@ -634,12 +641,12 @@ fn ironrdp_server_receives_input() -> TestResult {
             Duration::from_millis(300),
         )
         .await?;
-        session.key(0x1E, false, true)?;
-        session.key(0x1E, false, false)?;
-        session.key_unicode('z', true)?;
+        session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Down)?;
+        session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Up)?;
+        session.key_unicode('z', async_rdp::KeyState::Down)?;
         session.mouse_move(321, 123)?;
-        session.mouse_button(MouseButton::Left, true)?;
-        session.mouse_button(MouseButton::Left, false)?;
+        session.mouse_button(MouseButton::Left, async_rdp::ButtonState::Down)?;
+        session.mouse_button(MouseButton::Left, async_rdp::ButtonState::Up)?;
         session.mouse_wheel(-120)?;
         session.flush().await?;
 
@@ -680,7 +687,10 @@ fn ironrdp_server_resize_reactivates_at_the_new_size() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
     block_on(async {
-        let config = peer.config(PEER_PASS).with_codecs(&[]).with_security(true, false);
+        let config = peer
+            .config(PEER_PASS)
+            .with_codecs(&[])
+            .with_security(async_rdp::Security::Tls);
         let mut session = screenshot(&peer.addr, config, Duration::from_millis(300)).await?;
         peer.wait_for("activated")?;
         peer.command("resize 800 600")?;
@@ -743,7 +753,10 @@ fn ironrdp_server_going_away_is_a_disconnect_event() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
     block_on(async {
-        let config = peer.config(PEER_PASS).with_codecs(&[]).with_security(true, false);
+        let config = peer
+            .config(PEER_PASS)
+            .with_codecs(&[])
+            .with_security(async_rdp::Security::Tls);
         let mut session = screenshot(&peer.addr, config, Duration::from_millis(300)).await?;
         peer.command("quit")?;
         loop {

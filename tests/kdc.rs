@@ -10,10 +10,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_rdp::connector::kdc::KdcClient;
+use async_rdp::connector::NetworkClient;
 use async_rdp::ironrdp_connector::sspi::generator::NetworkRequest;
 use async_rdp::ironrdp_connector::sspi::network_client::NetworkProtocol;
-use async_rdp::kdc::KdcClient;
-use async_rdp::{ErrorKind, NetworkClient};
+use async_rdp::ErrorKind;
 use async_std::net::{TcpListener, TcpStream, UdpSocket};
 use futures::future::join;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect, net, runtime, tls, ClientConfig, Error, ErrorKind, Event, Timeouts};
+use async_rdp::{connect, net, runtime, ClientConfig, Error, ErrorKind, Event, Timeouts};
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 const ROLE: &str = "ASYNC_RDP_LOCAL_RUNTIME_ROLE";
@@ -167,14 +167,11 @@ fn measure_session() -> TestResult {
     let server = ServerChild::spawn()?;
     let defaults = async_rdp_demo_server::Config::default();
     let config = ClientConfig::new(&defaults.username, defaults.password.as_str())
-        .with_certificate_verifier(std::sync::Arc::new(tls::Pinned::certificate(
+        .with_trust(async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(
             &server.certificate.clone().into(),
-        )))
+        )]))
         // Runs the session's resettable idle timer too.
-        .with_timeouts(Timeouts {
-            session_idle: Some(Duration::from_secs(30)),
-            ..Timeouts::default()
-        });
+        .with_timeouts(Timeouts::default().with(async_rdp::Phase::Session, Duration::from_secs(30)));
 
     let mut samples = Vec::new();
     runtime::block_on(async {
@@ -289,10 +286,7 @@ fn with_timeout_fires_against_a_silent_server() -> TestResult {
 #[test]
 fn connect_times_out_in_negotiation_against_a_silent_server() -> TestResult {
     let server = Silent::start()?;
-    let timeouts = Timeouts {
-        negotiation: Duration::from_millis(300),
-        ..Timeouts::default()
-    };
+    let timeouts = Timeouts::default().with(async_rdp::Phase::Negotiation, Duration::from_millis(300));
     let config = ClientConfig::new("user", "password").with_timeouts(timeouts);
     let start = Instant::now();
     let error = runtime::block_on(connect(&server.addr.to_string(), config)).expect_err("connected to nothing");

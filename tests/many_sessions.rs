@@ -2,11 +2,12 @@
 //! (NLA, TLS), reaches its first frame, and shuts down cleanly. The servers run on the same
 //! thread too. Figures (memory, time) are printed, not asserted: see `multi-screenshot`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_rdp::ironrdp_connector::DesktopSize;
-use async_rdp::{connect, tls, ClientConfig, Event};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
+use async_rdp::{connect, ClientConfig, Event};
 use async_rdp_demo_server::{Config, DemoServer};
 use futures::FutureExt;
 
@@ -18,7 +19,7 @@ async fn one(server: &DemoServer) -> Result<Duration, BoxError> {
     let started = Instant::now();
     let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
         .with_desktop_size(320, 200)
-        .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
     let mut session = connect(&server.local_addr()?.to_string(), config).await?;
     loop {
         match session.next_event().await? {

@@ -4,10 +4,11 @@
 //!
 //! This file holds a single test so that no other test's threads are counted.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_rdp::{connect, tls, ClientConfig, Event};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
+use async_rdp::{connect, ClientConfig, Event};
 use async_rdp_demo_server::{Config, DemoServer};
 use futures::FutureExt;
 
@@ -22,7 +23,7 @@ async fn one_session() -> Result<(), Box<dyn std::error::Error>> {
     let server = DemoServer::bind(Config::default()).await?;
     let addr = server.local_addr()?.to_string();
     let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
-        .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())));
+        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
     let client = async {
         let mut session = connect(&addr, config).await?;
         loop {

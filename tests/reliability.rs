@@ -2,10 +2,11 @@
 //! with the auto-reconnect cookie after the server drops the connection, and giving up after
 //! the retry budget when the server is gone for good.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect, reconnect, tls, Backoff, ClientConfig, DisconnectReason, ErrorKind, Event, Timeouts};
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
+use async_rdp::{connect, reconnect, Backoff, ClientConfig, DisconnectReason, ErrorKind, Event, Timeouts};
 use async_rdp_demo_server::{Command, Config, DemoServer, Security, ServerEvent};
 use futures::channel::mpsc::unbounded;
 use futures::{FutureExt, StreamExt};
@@ -14,7 +15,7 @@ type BoxError = Box<dyn std::error::Error>;
 
 fn client_config(server: &DemoServer) -> ClientConfig {
     ClientConfig::new(&server.config().username, server.config().password.as_str())
-        .with_certificate_verifier(Arc::new(tls::Pinned::certificate(server.certificate())))
+        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]))
 }
 
 fn quick_backoff(attempts: u32) -> Backoff {
@@ -54,11 +55,8 @@ fn a_silent_server_trips_the_idle_timeout() -> Result<(), BoxError> {
         let client = async {
             let idle = Duration::from_millis(400);
             let config = client_config(&server)
-                .with_security(true, false)
-                .with_timeouts(Timeouts {
-                    session_idle: Some(idle),
-                    ..Timeouts::default()
-                });
+                .with_security(async_rdp::Security::Tls)
+                .with_timeouts(Timeouts::default().with(async_rdp::Phase::Session, idle));
             let mut session = connect(&addr, config).await?;
             first_frame(&mut session).await?;
             let started = Instant::now();
@@ -71,7 +69,7 @@ fn a_silent_server_trips_the_idle_timeout() -> Result<(), BoxError> {
             };
             let waited = started.elapsed();
             assert_eq!(err.kind(), ErrorKind::Timeout, "{}", async_rdp::report(&err));
-            assert_eq!(err.context(), "session");
+            assert_eq!(err.phase(), Some(async_rdp::Phase::Session));
             assert!(waited < idle + Duration::from_secs(2), "timed out after {waited:?}");
             Ok::<_, BoxError>(())
         };
@@ -165,7 +163,7 @@ fn gives_up_after_the_budget_with_the_last_error() -> Result<(), BoxError> {
             .ok_or("connected to nothing")?;
         let took = started.elapsed();
         assert_eq!(err.kind(), ErrorKind::Io, "{}", async_rdp::report(&err));
-        assert_eq!(err.context(), "tcp");
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Tcp));
         // Three waits of about 50, 100 and 200 ms (± 20 %) between four attempts.
         assert!(took >= Duration::from_millis(280), "gave up too soon: {took:?}");
         assert!(took < Duration::from_secs(3), "took {took:?}");

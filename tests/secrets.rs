@@ -12,8 +12,10 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use async_rdp::tls::{self, fingerprint_sha256};
-use async_rdp::{connect, ClientConfig, ErrorKind, Event, LocalFramed, MouseButton, Prefixed, Trust};
+use async_rdp::framing::{LocalFramed, Prefixed};
+use async_rdp::tls;
+use async_rdp::trust::Fingerprint;
+use async_rdp::{connect, ClientConfig, ErrorKind, Event, MouseButton, Trust};
 use async_rdp_demo_server::{Command, Config, DemoServer, Security, ServerEvent};
 use async_std::net::{TcpListener, TcpStream};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver};
@@ -226,7 +228,7 @@ fn server_config(security: Security, password: &str) -> Config {
 fn client_config(server: &DemoServer) -> ClientConfig {
     ClientConfig::new(&server.config().username, PASSWORD)
         .with_desktop_size(640, 400)
-        .with_trust(Trust::pinned([fingerprint_sha256(server.certificate())]))
+        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]))
 }
 
 /// A whole session: connect, a few graphics updates, some input (seen by the server), a
@@ -245,13 +247,13 @@ async fn full_session(
             _ => {}
         }
     }
-    session.key(0x1E, false, true)?;
-    session.key(0x1E, false, false)?;
-    session.key_unicode('x', true)?;
-    session.key_unicode('x', false)?;
+    session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Down)?;
+    session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Up)?;
+    session.key_unicode('x', async_rdp::KeyState::Down)?;
+    session.key_unicode('x', async_rdp::KeyState::Up)?;
     session.mouse_move(10, 20)?;
-    session.mouse_button(MouseButton::Left, true)?;
-    session.mouse_button(MouseButton::Left, false)?;
+    session.mouse_button(MouseButton::Left, async_rdp::ButtonState::Down)?;
+    session.mouse_button(MouseButton::Left, async_rdp::ButtonState::Up)?;
     session.flush().await?;
     wait_for(&mut events, |e| {
         matches!(e, ServerEvent::MouseButton { pressed: false, .. })
@@ -288,7 +290,7 @@ fn observe_sessions() -> Result<Observed, BoxError> {
 
         let server = DemoServer::bind(server_config(Security::Tls, PASSWORD)).await?;
         let addr = server.local_addr()?.to_string();
-        let config = client_config(&server).with_security(true, false);
+        let config = client_config(&server).with_security(async_rdp::Security::Tls);
         printed.push(("TLS-only ClientConfig {:?}", format!("{config:?}")));
         let (session, _) = against(&server, |events| full_session(&addr, config, events)).await?;
         printed.push(("TLS Session {:?}", session?));
@@ -422,7 +424,7 @@ async fn man_in_the_middle(
     let (client_tcp, leftover) = from_client.into_inner();
     let client_tls = acceptor.accept(Prefixed::new(client_tcp, leftover)).await?;
     let (server_tcp, leftover) = to_server.into_inner();
-    let pinned = Arc::new(tls::Pinned::certificate(&server_certificate));
+    let pinned = Trust::pinned([Fingerprint::of(&server_certificate)]).verifier(&"127.0.0.1".parse()?)?;
     let connector = TlsConnector::from(Arc::new(tls::client_config(pinned)?));
     let server_tls = connector
         .connect(ServerName::try_from("127.0.0.1")?, Prefixed::new(server_tcp, leftover))
@@ -455,10 +457,10 @@ struct ThroughProxy {
 /// from the proxy's certificate fingerprint.
 async fn through_proxy(
     server: &DemoServer,
-    config: impl FnOnce([u8; 32]) -> ClientConfig,
+    config: impl FnOnce(Fingerprint) -> ClientConfig,
 ) -> Result<ThroughProxy, BoxError> {
     let (certificate, key) = proxy_identity()?;
-    let config = config(fingerprint_sha256(&certificate));
+    let config = config(Fingerprint::of(&certificate));
     let tls_config = rustls::ServerConfig::builder_with_provider(tls::crypto_provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -529,7 +531,7 @@ fn a_trusted_man_in_the_middle_cannot_pass_nla() -> TestResult {
             .client
             .err()
             .ok_or("connected through a man in the middle with NLA")?;
-        assert_eq!(err.context(), "nla", "{}", async_rdp::report(&err));
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Nla), "{}", async_rdp::report(&err));
         match nla.server {
             Some(Err(e)) => assert_eq!(e.context(), "server nla", "{}", async_rdp::report(&e)),
             Some(Ok(())) => panic!("the server served a session through the man in the middle"),
@@ -553,7 +555,7 @@ fn a_trusted_man_in_the_middle_cannot_pass_nla() -> TestResult {
         let server = DemoServer::bind(server_config(Security::Tls, PASSWORD)).await?;
         let tls_only = through_proxy(&server, |proxy| {
             ClientConfig::new(&server.config().username, PASSWORD)
-                .with_security(true, false)
+                .with_security(async_rdp::Security::Tls)
                 .with_trust(Trust::pinned([proxy]))
         })
         .await?;

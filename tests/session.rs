@@ -2,11 +2,12 @@
 //! real TLS, client and server on one thread.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
+use async_rdp::trust::Fingerprint;
+use async_rdp::Trust;
 use async_rdp::{
-    connect, connect_with_timings, tls, ClientConfig, ClientSession, DisconnectReason, ErrorKind, Event, MouseButton,
+    connect, connect_with_timings, ClientConfig, ClientSession, DisconnectReason, ErrorKind, Event, MouseButton,
 };
 use async_rdp_demo_server::{animated_region, pattern_pixel, Command, Config, DemoServer, Security, ServerEvent};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
@@ -27,7 +28,7 @@ struct Server {
 impl Server {
     fn client_config(&self) -> ClientConfig {
         ClientConfig::new(&self.config.username, self.config.password.as_str())
-            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&self.certificate)))
+            .with_trust(Trust::pinned([Fingerprint::of(&self.certificate)]))
     }
 
     /// The next server event that `pick` accepts, skipping others, within 10 s.
@@ -143,9 +144,9 @@ fn first_mismatch(session: &ClientSession) -> Option<(u16, u16, Option<[u8; 4]>,
 #[test]
 fn tls_session_shows_exactly_what_the_server_drew() -> TestResult {
     run(config(Security::Tls), |mut server| async move {
-        let config = server.client_config().with_security(true, false);
+        let config = server.client_config().with_security(async_rdp::Security::Tls);
         let (mut session, timings) = connect_with_timings(&server.addr, config).await?;
-        assert!(timings.nla.is_none(), "TLS-only: no NLA phase");
+        assert!(timings[async_rdp::Phase::Nla].is_none(), "TLS-only: no NLA phase");
         server
             .wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()))
             .await?;
@@ -160,7 +161,7 @@ fn tls_session_shows_exactly_what_the_server_drew() -> TestResult {
 fn nla_session_shows_exactly_what_the_server_drew() -> TestResult {
     run(config(Security::Nla), |mut server| async move {
         let (mut session, timings) = connect_with_timings(&server.addr, server.client_config()).await?;
-        assert!(timings.nla.is_some(), "NLA was negotiated and timed");
+        assert!(timings[async_rdp::Phase::Nla].is_some(), "NLA was negotiated and timed");
         server
             .wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()))
             .await?;
@@ -173,13 +174,13 @@ fn nla_session_shows_exactly_what_the_server_drew() -> TestResult {
 fn wrong_password_is_an_authentication_error() -> TestResult {
     run(config(Security::Nla), |server| async move {
         let config = ClientConfig::new(&server.config.username, "wrong-password")
-            .with_certificate_verifier(Arc::new(tls::Pinned::certificate(&server.certificate)));
+            .with_trust(Trust::pinned([Fingerprint::of(&server.certificate)]));
         let err = connect(&server.addr, config)
             .await
             .err()
             .ok_or("connected with a wrong password")?;
         assert_eq!(err.kind(), ErrorKind::Authentication, "{}", async_rdp::report(&err));
-        assert_eq!(err.context(), "nla");
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Nla));
         Ok(())
     })
 }
@@ -196,7 +197,7 @@ fn untrusted_certificate_fails_in_the_tls_phase() -> TestResult {
             .err()
             .ok_or("connected to an untrusted server")?;
         assert_eq!(err.kind(), ErrorKind::Tls, "{}", async_rdp::report(&err));
-        assert_eq!(err.context(), "tls");
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Tls));
         Ok(())
     })
 }
@@ -224,7 +225,7 @@ fn logon_complete_and_auto_reconnect_cookie() -> TestResult {
 #[test]
 fn resize_rebuilds_the_framebuffer() -> TestResult {
     run(config(Security::Tls), |mut server| async move {
-        let config = server.client_config().with_security(true, false);
+        let config = server.client_config().with_security(async_rdp::Security::Tls);
         let mut session = connect(&server.addr, config).await?;
         wait_for_pattern(&mut session).await?;
         server.command(Command::Resize {
@@ -264,13 +265,13 @@ fn resize_rebuilds_the_framebuffer() -> TestResult {
 fn input_arrives_with_the_right_values() -> TestResult {
     run(config(Security::Nla), |mut server| async move {
         let mut session = connect(&server.addr, server.client_config()).await?;
-        session.key(0x1E, false, true)?; // 'A' down
-        session.key(0x1E, false, false)?;
-        session.key(0x4B, true, true)?; // extended left arrow
-        session.key_unicode('é', true)?;
+        session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Down)?; // 'A' down
+        session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Up)?;
+        session.key(async_rdp::Scancode::extended(0x4B), async_rdp::KeyState::Down)?; // extended left arrow
+        session.key_unicode('é', async_rdp::KeyState::Down)?;
         session.mouse_move(123, 45)?;
-        session.mouse_button(MouseButton::Right, true)?;
-        session.mouse_button(MouseButton::Right, false)?;
+        session.mouse_button(MouseButton::Right, async_rdp::ButtonState::Down)?;
+        session.mouse_button(MouseButton::Right, async_rdp::ButtonState::Up)?;
         session.mouse_wheel(120)?;
         session.release_all()?; // releases the arrow key
         session.flush().await?;
@@ -354,7 +355,11 @@ fn input_arrives_with_the_right_values() -> TestResult {
 #[test]
 fn full_redraw_request_reaches_the_server() -> TestResult {
     run(config(Security::Tls), |mut server| async move {
-        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        let mut session = connect(
+            &server.addr,
+            server.client_config().with_security(async_rdp::Security::Tls),
+        )
+        .await?;
         session.request_full_redraw()?;
         session.flush().await?;
         server
@@ -385,7 +390,11 @@ fn graceful_shutdown() -> TestResult {
 #[test]
 fn server_dropping_the_connection_is_a_disconnect_event() -> TestResult {
     run(config(Security::Tls), |server| async move {
-        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        let mut session = connect(
+            &server.addr,
+            server.client_config().with_security(async_rdp::Security::Tls),
+        )
+        .await?;
         server.command(Command::Drop)?;
         loop {
             match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
@@ -400,7 +409,11 @@ fn server_dropping_the_connection_is_a_disconnect_event() -> TestResult {
 #[test]
 fn server_disconnect_reports_its_reason() -> TestResult {
     run(config(Security::Tls), |server| async move {
-        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        let mut session = connect(
+            &server.addr,
+            server.client_config().with_security(async_rdp::Security::Tls),
+        )
+        .await?;
         server.command(Command::Disconnect)?;
         loop {
             match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
@@ -419,7 +432,11 @@ fn server_disconnect_reports_its_reason() -> TestResult {
 fn next_event_is_cancel_safe_in_a_select() -> TestResult {
     run(config(Security::Tls), |_server| async move {
         let server = _server;
-        let mut session = connect(&server.addr, server.client_config().with_security(true, false)).await?;
+        let mut session = connect(
+            &server.addr,
+            server.client_config().with_security(async_rdp::Security::Tls),
+        )
+        .await?;
         // Race every call against a very short timer, so that many calls are cancelled in
         // the middle of a frame; the picture must still come out exact.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -1,7 +1,7 @@
 //! `split`/`unsplit` over a real loopback socket: the read half and the write half run as two
 //! concurrent tasks on one thread, and `unsplit` gives back exactly what was buffered.
 
-use async_rdp::LocalFramed;
+use async_rdp::framing::LocalFramed;
 use async_std::net::{TcpListener, TcpStream};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -10,14 +10,16 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_rdp::tls::{self, Pinned};
-use async_rdp::{ErrorKind, LocalFramed, Prefixed};
+use async_rdp::framing::{LocalFramed, Prefixed};
+use async_rdp::tls;
+use async_rdp::ErrorKind;
 use async_std::net::{TcpListener, TcpStream};
 use bytes::BytesMut;
 use futures::future::join;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, ServerConfig, SupportedProtocolVersion};
 
@@ -60,8 +62,10 @@ impl Identity {
     }
 
     /// Trusts this certificate and no other.
-    fn verifier(&self) -> Arc<Pinned> {
-        Arc::new(Pinned::certificate(&self.certificate))
+    fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
+        async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(&self.certificate)])
+            .verifier(&async_rdp::Target::new("127.0.0.1", 3389))
+            .expect("a pinned verifier")
     }
 }
 

@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use async_rdp::tls::{fingerprint_sha256, format_fingerprint};
-use async_rdp::{
-    connect, read_known_hosts, ClientConfig, ClientSession, Error, ErrorKind, FirstContact, OnFirstUse, Trust,
-};
+use async_rdp::trust::Fingerprint;
+use async_rdp::trust::{read_known_hosts, FirstContact};
+use async_rdp::{connect, ClientConfig, ClientSession, Error, ErrorKind, OnFirstUse, Trust};
 use async_rdp_demo_server::{Command, Config, DemoServer, Identity, ServerEvent};
 use futures::channel::mpsc::unbounded;
 use futures::{pin_mut, select, FutureExt as _, StreamExt as _};
@@ -80,8 +79,8 @@ fn addr(server: &DemoServer) -> Result<String, BoxError> {
     Ok(server.local_addr()?.to_string())
 }
 
-fn fingerprint(server: &DemoServer) -> [u8; 32] {
-    fingerprint_sha256(server.certificate())
+fn fingerprint(server: &DemoServer) -> Fingerprint {
+    Fingerprint::of(server.certificate())
 }
 
 /// How one connection attempt ended on both sides.
@@ -147,7 +146,7 @@ async fn attempt(server: &DemoServer, config: ClientConfig) -> Result<Attempt, B
 fn assert_refused_in_tls(err: &Error, server: Option<async_rdp::Result<()>>) {
     let report = async_rdp::report(err);
     assert_eq!(err.kind(), ErrorKind::Tls, "{report}");
-    assert_eq!(err.context(), "tls", "{report}");
+    assert_eq!(err.phase(), Some(async_rdp::Phase::Tls), "{report}");
     match server {
         Some(Err(e)) => assert_eq!(e.context(), "server tls handshake", "{}", async_rdp::report(&e)),
         Some(Ok(())) => panic!("the server served a session to a refused client"),
@@ -242,7 +241,7 @@ fn first_use_is_stored() -> TestResult {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with('#'), "no comment header: {text}");
-        assert_eq!(lines[1], format!("{key} {}", format_fingerprint(&fingerprint(&server))));
+        assert_eq!(lines[1], format!("{key} {}", fingerprint(&server).to_string()));
         assert_eq!(entries[0].line, 2);
         assert!(text.ends_with('\n'));
         // Written atomically: no temporary file left behind, only the lock file that orders
@@ -309,11 +308,11 @@ fn changed_certificate_is_refused() -> TestResult {
 
         let report = async_rdp::report(&err);
         assert!(
-            report.contains(&format_fingerprint(&old)),
+            report.contains(&old.to_string()),
             "stored fingerprint missing: {report}"
         );
         assert!(
-            report.contains(&format_fingerprint(&new)),
+            report.contains(&new.to_string()),
             "presented fingerprint missing: {report}"
         );
         assert!(report.contains("CHANGED"), "{report}");
@@ -334,7 +333,7 @@ fn corrupt_file_is_refused() -> TestResult {
     let file = KnownHostsFile::new("corrupt");
     run(async {
         let server = DemoServer::bind(Config::default()).await?;
-        let good = format!("{} {}", addr(&server)?, format_fingerprint(&fingerprint(&server)));
+        let good = format!("{} {}", addr(&server)?, fingerprint(&server).to_string());
         let text = format!("# known hosts\n{good}\nthis line is garbage\n");
         std::fs::create_dir_all(&file.dir)?;
         std::fs::write(&file.path, &text)?;
@@ -371,7 +370,7 @@ fn on_first_use_refuse_and_ask() -> TestResult {
         let (err, server_end) = attempt(&server, client(&server, refuse)).await?.refused("Refuse")?;
         assert_refused_in_tls(&err, server_end);
         let report = async_rdp::report(&err);
-        assert!(report.contains(&format_fingerprint(&presented)), "{report}");
+        assert!(report.contains(&presented.to_string()), "{report}");
         assert!(!file.path.exists(), "Refuse created the file");
 
         // Ask, answered no: refused, nothing written.
@@ -422,15 +421,15 @@ fn pinned_fingerprints() -> TestResult {
         let server = DemoServer::bind(Config::default()).await?;
         let presented = fingerprint(&server);
 
-        let pinned = Trust::pinned([[0x5A; 32], presented]);
+        let pinned = Trust::pinned([Fingerprint::from([0x5A; 32]), presented]);
         drop(attempt(&server, client(&server, pinned)).await?.connected("pinned")?);
 
-        let (err, server_end) = attempt(&server, client(&server, Trust::pinned([[0x5A; 32]])))
+        let (err, server_end) = attempt(&server, client(&server, Trust::pinned([Fingerprint::from([0x5A; 32])])))
             .await?
             .refused("another pin")?;
         assert_refused_in_tls(&err, server_end);
         let report = async_rdp::report(&err);
-        assert!(report.contains(&format_fingerprint(&presented)), "{report}");
+        assert!(report.contains(&presented.to_string()), "{report}");
 
         // No pin at all trusts nothing.
         let (err, server_end) = attempt(&server, client(&server, Trust::pinned([])))
@@ -544,7 +543,7 @@ fn dangerous_mode_connects_and_warns() -> TestResult {
     capture_logs();
     run(async {
         let server = DemoServer::bind(Config::default()).await?;
-        let presented = format_fingerprint(&fingerprint(&server));
+        let presented = fingerprint(&server).to_string();
         let trust = Trust::dangerous_accept_any_certificate();
         assert!(format!("{trust:?}").contains("Dangerous"), "{trust:?}");
         drop(attempt(&server, client(&server, trust)).await?.connected("dangerous")?);
@@ -633,7 +632,7 @@ fn issue_10_concurrent_first_contacts_from_threads_keep_every_line() -> TestResu
 
 /// The file holds exactly one line per server, with its fingerprint, and no temporary file
 /// is left beside it.
-fn assert_every_line_kept(file: &KnownHostsFile, servers: &[(String, [u8; 32])]) -> TestResult {
+fn assert_every_line_kept(file: &KnownHostsFile, servers: &[(String, Fingerprint)]) -> TestResult {
     let mut kept: Vec<_> = read_known_hosts(&file.path)?
         .into_iter()
         .map(|e| (e.host, e.fingerprint))
@@ -681,7 +680,7 @@ fn first_contact(addr: &str, path: &std::path::Path) -> TestResult {
 /// connection on a background thread until this is dropped.
 struct Background {
     /// Their addresses and certificate fingerprints.
-    servers: Vec<(String, [u8; 32])>,
+    servers: Vec<(String, Fingerprint)>,
     stop: Option<futures::channel::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }

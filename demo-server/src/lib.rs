@@ -71,7 +71,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_rdp::{drive_step, Error, ErrorKind, LocalFramed, Prefixed};
+use async_rdp::connector::drive_step;
+use async_rdp::framing::{LocalFramed, Prefixed};
+use async_rdp::{Error, ErrorKind};
 use async_std::net::{TcpListener, TcpStream};
 use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_rustls::server::TlsStream;
@@ -155,7 +157,7 @@ impl std::fmt::Debug for Identity {
         let fingerprints: Vec<String> = self
             .chain
             .iter()
-            .map(|c| async_rdp::tls::format_fingerprint(&async_rdp::tls::fingerprint_sha256(c)))
+            .map(|c| async_rdp::trust::Fingerprint::of(c).to_string())
             .collect();
         f.debug_struct("Identity")
             .field("chain", &fingerprints)

@@ -3,7 +3,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use async_rdp::{drive_step, Error, ErrorKind, LocalFramed};
+use async_rdp::connector::drive_step;
+use async_rdp::framing::LocalFramed;
+use async_rdp::{Error, ErrorKind};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{pin_mut, select_biased, FutureExt as _, StreamExt as _};
 use ironrdp_acceptor::{Acceptor, AcceptorResult};

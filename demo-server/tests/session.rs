@@ -7,12 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_rdp::connector::{connect_begin, connect_finalize, drive_step, mark_as_upgraded, NoNetworkClient};
+use async_rdp::framing::{LocalFramed, Prefixed};
 use async_rdp::ironrdp_connector::connection_activation::ConnectionActivationState;
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome, ConnectionResult, Sequence as _};
-use async_rdp::{
-    connect_begin, connect_finalize, drive_step, mark_as_upgraded, tls, ClientConfig, ErrorKind, LocalFramed,
-    NoNetworkClient, Prefixed,
-};
+use async_rdp::{tls, ClientConfig, ErrorKind};
 use async_rdp_demo_server::{
     animated_region, pattern_pixel, Command, Config, DemoServer, MouseButton, Security, ServerEvent,
 };
@@ -58,7 +57,11 @@ impl Client {
     async fn connect(server: &DemoServer) -> Result<Self, BoxError> {
         let d = server.config();
         let config = ClientConfig::new(&d.username, d.password.as_str())
-            .with_security(true, d.security == Security::Nla)
+            .with_security(if d.security == Security::Nla {
+                async_rdp::Security::Any
+            } else {
+                async_rdp::Security::Tls
+            })
             .with_desktop_size(1024, 768);
         let tcp = TcpStream::connect(server.local_addr()?).await?;
         let local = tcp.local_addr()?;
@@ -66,7 +69,8 @@ impl Client {
         let mut framed = LocalFramed::new(tcp);
 
         let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
-        let verifier = Arc::new(tls::Pinned::certificate(server.certificate()));
+        let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(server.certificate())])
+            .verifier(&async_rdp::Target::new("127.0.0.1", 3389))?;
         let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
         let token = mark_as_upgraded(should_upgrade, &mut connector)?;
         let mut framed = LocalFramed::new(upgraded.stream);

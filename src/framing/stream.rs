@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
 
-/// The read half of the trait pair that [`Framed`](crate::Framed) drives.
+/// The read half of the trait pair that [`Framed`](crate::framing::Framed) drives.
 pub trait FramedRead {
     /// Reads into `buf`, returning how many bytes were written to it (0 at end of stream).
     ///
@@ -21,7 +21,7 @@ pub trait FramedRead {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
 }
 
-/// The write half of the trait pair that [`Framed`](crate::Framed) drives.
+/// The write half of the trait pair that [`Framed`](crate::framing::Framed) drives.
 pub trait FramedWrite {
     /// Writes some of `buf`, returning how many bytes were accepted.
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
@@ -35,7 +35,7 @@ pub trait FramedWrite {
 pub trait StreamWrapper: Sized {
     /// The wrapped stream.
     type Inner;
-    /// The same kind of wrapper around another stream (used by [`Framed::split`](crate::Framed::split)).
+    /// The same kind of wrapper around another stream (used by [`Framed::split`](crate::framing::Framed::split)).
     type Rewrap<T>: StreamWrapper<Inner = T>;
 
     /// Wraps `inner`.
@@ -125,7 +125,7 @@ wrapper!(
 
 /// A stream that first yields bytes buffered earlier, then reads from the inner stream.
 ///
-/// This is how bytes read ahead by a [`Framed`](crate::Framed) before a TLS upgrade reach the
+/// This is how bytes read ahead by a [`Framed`](crate::framing::Framed) before a TLS upgrade reach the
 /// TLS layer: they are TLS records and must be replayed into it, never handed to the post-TLS
 /// framing as plaintext. Writes go straight to the inner stream.
 #[derive(Debug)]
@@ -198,8 +198,8 @@ mod tests {
         assert_send::<SendStream<Cursor<Vec<u8>>>>();
         assert_send::<SyncStream<Cursor<Vec<u8>>>>();
         assert_sync::<SyncStream<Cursor<Vec<u8>>>>();
-        assert_send::<crate::SendFramed<Cursor<Vec<u8>>>>();
-        assert_sync::<crate::SyncFramed<Cursor<Vec<u8>>>>();
+        assert_send::<crate::framing::SendFramed<Cursor<Vec<u8>>>>();
+        assert_sync::<crate::framing::SyncFramed<Cursor<Vec<u8>>>>();
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! board, and the credentials (whose secret is never printed).
 
 use std::fmt;
-use std::sync::Arc;
 
 use ironrdp_connector::{BitmapConfig, Credentials, DesktopSize};
 use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
@@ -13,14 +12,54 @@ use ironrdp_pdu::rdp::session_info::ServerAutoReconnect;
 use crate::client::Timeouts;
 use crate::trust::Trust;
 
-/// The surface codecs this build can decode, in IronRDP's names.
-const SURFACE_CODECS: &[&str] = &[
-    "remotefx",
-    #[cfg(feature = "qoi")]
-    "qoi",
-    #[cfg(feature = "qoiz")]
-    "qoiz",
-];
+/// A surface codec the client can offer (on top of the classic bitmap codecs, which are always
+/// there: planar at 32 bpp, interleaved RLE below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// RemoteFX ([MS-RDPRFX]): lossy, wavelet-based.
+    ///
+    /// [MS-RDPRFX]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdprfx/
+    RemoteFx,
+    /// QOI: lossless; decoded with the crate's `qoi` feature (IronRDP's own extension).
+    Qoi,
+    /// QOI compressed with zstd: lossless; decoded with the crate's `qoiz` feature.
+    Qoiz,
+}
+
+impl Codec {
+    /// Every codec this build decodes, in the order they are offered.
+    pub fn available() -> &'static [Codec] {
+        &[
+            Codec::RemoteFx,
+            #[cfg(feature = "qoi")]
+            Codec::Qoi,
+            #[cfg(feature = "qoiz")]
+            Codec::Qoiz,
+        ]
+    }
+
+    /// IronRDP's name for the codec.
+    fn name(self) -> &'static str {
+        match self {
+            Codec::RemoteFx => "remotefx",
+            Codec::Qoi => "qoi",
+            Codec::Qoiz => "qoiz",
+        }
+    }
+}
+
+/// Which enhanced security protocols the client offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Security {
+    /// TLS and NLA both (the default): the server picks, NLA when it can.
+    #[default]
+    Any,
+    /// TLS only: the credentials travel in the Client Info PDU, for a graphical logon.
+    Tls,
+    /// NLA (CredSSP) only: the credentials are checked before the session starts.
+    Nla,
+}
 
 /// A password or PIN. Its `Debug` and `Display` print `<redacted>`, and its memory is
 /// overwritten with zeros when it is dropped.
@@ -100,9 +139,8 @@ pub struct ClientConfig {
     domain: Option<String>,
     desktop: DesktopSize,
     color_depth: ColorDepth,
-    codecs: Vec<&'static str>,
-    enable_tls: bool,
-    enable_nla: bool,
+    codecs: Vec<Codec>,
+    security: Security,
     server_pointer: bool,
     client_name: String,
     timeouts: Timeouts,
@@ -119,8 +157,7 @@ impl fmt::Debug for ClientConfig {
             .field("desktop", &(self.desktop.width, self.desktop.height))
             .field("color_depth", &self.color_depth)
             .field("codecs", &self.codecs)
-            .field("enable_tls", &self.enable_tls)
-            .field("enable_nla", &self.enable_nla)
+            .field("security", &self.security)
             .field("server_pointer", &self.server_pointer)
             .field("timeouts", &self.timeouts)
             .field("trust", &self.trust)
@@ -144,9 +181,8 @@ impl ClientConfig {
                 height: 720,
             },
             color_depth: ColorDepth::Bpp32,
-            codecs: SURFACE_CODECS.to_vec(),
-            enable_tls: true,
-            enable_nla: true,
+            codecs: Codec::available().to_vec(),
+            security: Security::Any,
             server_pointer: true,
             client_name: "async-rdp".to_owned(),
             timeouts: Timeouts::default(),
@@ -168,13 +204,6 @@ impl ClientConfig {
     pub fn with_trust(mut self, trust: Trust) -> Self {
         self.trust = trust;
         self
-    }
-
-    /// Verifies the server's certificate with a rustls verifier of the caller's own
-    /// (shorthand for [`Trust::custom`]), such as [`tls::Pinned`](crate::tls::Pinned) for a known certificate.
-    #[must_use]
-    pub fn with_certificate_verifier(self, verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>) -> Self {
-        self.with_trust(Trust::custom(verifier))
     }
 
     /// The per-phase timeouts.
@@ -224,33 +253,24 @@ impl ClientConfig {
         self
     }
 
-    /// Offers RemoteFX (on by default) or not. Shorthand for [`with_codecs`](Self::with_codecs).
+    /// Chooses the surface codecs to offer. Codecs this build cannot decode
+    /// ([`Codec::available`]) are left out: a client must never advertise what it cannot
+    /// decode. With none, the server sends classic bitmap updates (planar at 32 bpp,
+    /// interleaved RLE below). Every available codec is offered by default.
     #[must_use]
-    pub fn with_remotefx(mut self, on: bool) -> Self {
-        self.codecs.retain(|c| *c != "remotefx");
-        if on {
-            self.codecs.insert(0, "remotefx");
-        }
+    pub fn with_codecs(mut self, codecs: &[Codec]) -> Self {
+        self.codecs = Codec::available()
+            .iter()
+            .copied()
+            .filter(|c| codecs.contains(c))
+            .collect();
         self
     }
 
-    /// Chooses the surface codecs to offer, by name: `remotefx` (lossy), and with the crate's
-    /// `qoi`/`qoiz` features `qoi` and `qoiz` (lossless). Unknown or not compiled-in names are
-    /// ignored. With none, the server sends classic bitmap updates (planar at 32 bpp,
-    /// interleaved RLE below). All compiled-in codecs are offered by default.
+    /// Chooses which enhanced security protocols to offer ([`Security::Any`] by default).
     #[must_use]
-    pub fn with_codecs(mut self, names: &[&str]) -> Self {
-        self.codecs = SURFACE_CODECS.iter().copied().filter(|c| names.contains(c)).collect();
-        self
-    }
-
-    /// Chooses which enhanced security protocols to offer: TLS (credentials in the Client
-    /// Info PDU, graphical logon) and NLA (CredSSP before the session). At least one must
-    /// be on for a connection to succeed.
-    #[must_use]
-    pub fn with_security(mut self, tls: bool, nla: bool) -> Self {
-        self.enable_tls = tls;
-        self.enable_nla = nla;
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
         self
     }
 
@@ -272,13 +292,14 @@ impl ClientConfig {
     }
 
     /// Builds the IronRDP connector configuration, for callers that drive the connection
-    /// sequence themselves with [`connect_begin`](crate::connect_begin) and friends.
+    /// sequence themselves with [`connect_begin`](crate::connector::connect_begin) and friends.
     ///
     /// The result holds the password: never format it with `{:?}`.
     pub fn connector_config(&self) -> ironrdp_connector::Config {
-        let spec: Vec<String> = SURFACE_CODECS
+        // IronRDP turns on every codec a spec does not switch off: name each one.
+        let spec: Vec<String> = Codec::available()
             .iter()
-            .map(|c| format!("{c}:{}", if self.codecs.contains(c) { "on" } else { "off" }))
+            .map(|c| format!("{}:{}", c.name(), if self.codecs.contains(c) { "on" } else { "off" }))
             .collect();
         let spec: Vec<&str> = spec.iter().map(String::as_str).collect();
         let codecs = client_codecs_capabilities(&spec).unwrap_or_default();
@@ -291,8 +312,8 @@ impl ClientConfig {
             device_scale_factor: None,
             monitor_extended_layout: None,
             relative_mouse_input: false,
-            enable_tls: self.enable_tls,
-            enable_credssp: self.enable_nla,
+            enable_tls: matches!(self.security, Security::Any | Security::Tls),
+            enable_credssp: matches!(self.security, Security::Any | Security::Nla),
             enable_standard_rdp_security: false,
             credentials: Credentials::UsernamePassword {
                 username: self.username.clone(),
@@ -308,7 +329,7 @@ impl ClientConfig {
             connection_type: ConnectionType::Lan,
             ime_file_name: String::new(),
             bitmap: Some(BitmapConfig {
-                lossy_compression: self.codecs.contains(&"remotefx"),
+                lossy_compression: self.codecs.contains(&Codec::RemoteFx),
                 color_depth: match self.color_depth {
                     ColorDepth::Bpp15 => 15,
                     ColorDepth::Bpp16 => 16,

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::session::{Event, Session};
-use crate::stream::{FramedRead, FramedWrite};
+use super::{Event, Session};
+use crate::framing::{FramedRead, FramedWrite};
 use crate::{Error, ErrorKind, Result};
 
 /// How [`Session::wait_until_drawn`] ended.

@@ -33,8 +33,9 @@ use surf::http::headers::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENC
 use surf::http::Method;
 use url::{Host, Url};
 
+use super::NetworkClient;
 use crate::net::{self, ToSocketAddrs, UdpSocket};
-use crate::{Error, ErrorKind, NetworkClient, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// How long [`KdcClient`] waits for a TCP connection by default (Windows waits 5 s per KDC).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

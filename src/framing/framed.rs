@@ -16,7 +16,7 @@ use futures::io::{AsyncRead, AsyncWrite};
 use ironrdp_connector::MonotonicInstant;
 use ironrdp_pdu::{Action, PduHint};
 
-use crate::stream::{FramedRead, FramedWrite, LocalStream, SendStream, StreamWrapper, SyncStream};
+use super::stream::{FramedRead, FramedWrite, LocalStream, SendStream, StreamWrapper, SyncStream};
 use crate::{Error, ErrorKind, Result};
 
 /// The largest frame accepted by default: a TPKT length field is 16 bits, and a fast-path

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::client::{connect, ClientSession};
+use crate::client::{connect, ClientSession, IntoTarget};
 use crate::{ClientConfig, Error, ErrorKind, Result};
 
 /// How [`connect_with_retry`] and [`reconnect`] space their attempts.
@@ -71,11 +71,16 @@ pub fn is_transient(error: &Error) -> bool {
 /// # Cancel safety
 ///
 /// Cancel safe: dropping the future abandons the current attempt.
-pub async fn connect_with_retry(addr: &str, config: &ClientConfig, backoff: &Backoff) -> Result<ClientSession> {
+pub async fn connect_with_retry(
+    target: impl IntoTarget,
+    config: &ClientConfig,
+    backoff: &Backoff,
+) -> Result<ClientSession> {
+    let target = target.into_target()?;
     let mut jitter = Jitter::new();
     let mut attempt = 1;
     loop {
-        match connect(addr, config.clone()).await {
+        match connect(&target, config.clone()).await {
             Ok(session) => return Ok(session),
             Err(e) if attempt < backoff.max_attempts && is_transient(&e) => {
                 let wait = jitter.apply(backoff.delay(attempt + 1), backoff.jitter);
@@ -104,7 +109,7 @@ pub async fn connect_with_retry(addr: &str, config: &ClientConfig, backoff: &Bac
 ///
 /// As [`connect_with_retry`].
 pub async fn reconnect(
-    addr: &str,
+    target: impl IntoTarget,
     config: &ClientConfig,
     lost: &ClientSession,
     backoff: &Backoff,
@@ -112,7 +117,7 @@ pub async fn reconnect(
     let config = config
         .clone()
         .with_auto_reconnect_cookie(lost.auto_reconnect_cookie().cloned());
-    connect_with_retry(addr, &config, backoff).await
+    connect_with_retry(target, &config, backoff).await
 }
 
 /// A small xorshift generator for jitter: not for secrets, just to spread clients apart.

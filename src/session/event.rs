@@ -1,0 +1,148 @@
+//! What a session tells its application: [`Event`]s, the rectangles they name, and the
+//! framebuffer view.
+
+use std::sync::Arc;
+
+use ironrdp_graphics::pointer::DecodedPointer;
+use ironrdp_pdu::geometry::InclusiveRectangle;
+use ironrdp_pdu::rdp::server_redirection::ServerRedirectionPdu;
+
+/// A rectangle of the framebuffer, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rect {
+    /// Left edge.
+    pub x: u16,
+    /// Top edge.
+    pub y: u16,
+    /// Width (at least 1).
+    pub width: u16,
+    /// Height (at least 1).
+    pub height: u16,
+}
+
+impl From<&InclusiveRectangle> for Rect {
+    fn from(r: &InclusiveRectangle) -> Self {
+        Self {
+            x: r.left,
+            y: r.top,
+            width: r.right.saturating_sub(r.left).saturating_add(1),
+            height: r.bottom.saturating_sub(r.top).saturating_add(1),
+        }
+    }
+}
+
+/// What the server did to the pointer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum PointerEvent {
+    /// Show the system's default pointer.
+    Default,
+    /// Hide the pointer.
+    Hidden,
+    /// The server moved the pointer.
+    Position {
+        /// Horizontal position.
+        x: u16,
+        /// Vertical position.
+        y: u16,
+    },
+    /// A new pointer shape (RGBA, with its hot spot).
+    Bitmap(Arc<DecodedPointer>),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client asked to end the session ([`Session::shutdown`]).
+    Client,
+    /// The server ended the session; the text is the server's reason.
+    Server(String),
+    /// The server sent the client to another server ([MS-RDPBCGR] 2.2.13).
+    ///
+    /// [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+    Redirected(Box<ServerRedirectionPdu>),
+    /// The connection closed or broke without a goodbye; the text says how.
+    ConnectionLost(String),
+}
+
+/// Something that happened in the session.
+///
+/// ```no_run
+/// # async fn handle(session: &mut async_rdp::ClientSession) -> async_rdp::Result<()> {
+/// use async_rdp::{DisconnectReason, Event, PointerEvent};
+///
+/// match session.next_event().await? {
+///     Event::Graphics(rect) => {
+///         let fb = session.framebuffer();
+///         // Copy only the damaged rows of `rect` out of `fb.data` (RGBA, `fb.stride` apart).
+///         let first_row = usize::from(rect.y) * fb.stride;
+///         let _damaged = &fb.data[first_row..first_row + usize::from(rect.height) * fb.stride];
+///     }
+///     Event::Pointer(PointerEvent::Position { x, y }) => println!("pointer at {x},{y}"),
+///     Event::Resized { width, height } => println!("desktop is now {width}x{height}"),
+///     Event::LogonComplete => println!("logged on"),
+///     Event::Disconnected(DisconnectReason::Server(why)) => println!("server said: {why}"),
+///     Event::Disconnected(other) => println!("ended: {other:?}"),
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// This part of the framebuffer changed.
+    Graphics(Rect),
+    /// The pointer changed.
+    Pointer(PointerEvent),
+    /// The server deactivated and reactivated the session; the framebuffer was rebuilt at this
+    /// size and is blank until the server redraws it.
+    Resized {
+        /// New width.
+        width: u16,
+        /// New height.
+        height: u16,
+    },
+    /// The server reports the user's logon as complete.
+    LogonComplete,
+    /// The session ended. Later calls to [`Session::next_event`] return
+    /// [`ErrorKind::Closed`].
+    Disconnected(DisconnectReason),
+}
+
+/// A read-only view of the framebuffer: RGBA, 4 bytes a pixel, rows `stride` bytes apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Framebuffer<'a> {
+    /// The pixels, `height` rows of `stride` bytes.
+    pub data: &'a [u8],
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Bytes from the start of one row to the next.
+    pub stride: usize,
+}
+
+impl Framebuffer<'_> {
+    /// The RGBA value at (`x`, `y`), or `None` outside the framebuffer.
+    pub fn pixel(&self, x: u16, y: u16) -> Option<[u8; 4]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let at = usize::from(y) * self.stride + usize::from(x) * 4;
+        let px = self.data.get(at..at + 4)?;
+        Some([px[0], px[1], px[2], px[3]])
+    }
+}
+
+/// `rect` cut to a `width` x `height` framebuffer; `None` when nothing is left.
+pub(super) fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
+    let right = rect.x.saturating_add(rect.width).min(width);
+    let bottom = rect.y.saturating_add(rect.height).min(height);
+    (rect.x < right && rect.y < bottom).then(|| Rect {
+        x: rect.x,
+        y: rect.y,
+        width: right - rect.x,
+        height: bottom - rect.y,
+    })
+}
