@@ -60,13 +60,13 @@ pub fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<ClientConf
 ///
 /// ```no_run
 /// # async_std::task::block_on(async {
-/// # let framed: async_rdp::LocalFramed<async_std::net::TcpStream> = unimplemented!();
+/// # let framed: async_rdp::framing::LocalFramed<async_std::net::TcpStream> = unimplemented!();
 /// # let certificate: rustls::pki_types::CertificateDer<'static> = unimplemented!();
-/// use std::sync::Arc;
-/// use async_rdp::tls;
+/// use async_rdp::{tls, trust::Fingerprint, Target, Trust};
 ///
-/// let verifier = Arc::new(tls::Pinned::certificate(&certificate));
-/// let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
+/// let target = Target::new("127.0.0.1", 3389);
+/// let verifier = Trust::pinned([Fingerprint::of(&certificate)]).verifier(&target)?;
+/// let upgraded = tls::upgrade(framed, target.host(), verifier).await?;
 /// println!("server key: {} bytes", upgraded.server_public_key.len());
 /// # Ok::<(), async_rdp::Error>(())
 /// # });
@@ -163,7 +163,7 @@ pub(crate) fn tls_error(context: &'static str, error: std::io::Error) -> Error {
             let reason = Arc::clone(&other.0);
             refused
                 .with_detail(format!("server certificate refused: {reason}"))
-                .with_source(Box::new(reason))
+                .with_source(reason)
         }
         // rustls' own message follows in the source chain.
         Some(rustls::Error::InvalidCertificate(_)) => {

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use async_rdp::trust::Fingerprint;
 use async_rdp::trust::{read_known_hosts, FirstContact};
+use async_rdp::trust::{Fingerprint, Refusal};
 use async_rdp::{connect, ClientConfig, ClientSession, Error, ErrorKind, OnFirstUse, Trust};
 use async_rdp_demo_server::{Command, Config, DemoServer, Identity, ServerEvent};
 use futures::channel::mpsc::unbounded;
@@ -323,6 +323,18 @@ fn changed_certificate_is_refused() -> TestResult {
         );
         assert!(report.contains("delete line 2"), "line missing: {report}");
 
+        // The same as a value, for an application that asks its user (issue 11).
+        let refused = err
+            .certificate_refused()
+            .ok_or("no CertificateRefused behind the error")?;
+        assert_eq!(refused.reason(), Refusal::Changed);
+        assert_eq!(refused.host(), addr.to_string());
+        assert_eq!(refused.presented(), new);
+        assert_eq!(refused.expected(), [old]);
+        assert_eq!(refused.known_hosts_file(), Some(file.path.as_path()));
+        assert_eq!(refused.known_hosts_line(), Some(2));
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Tls));
+
         assert_eq!(file.text()?, stored, "a refused certificate changed the file");
         Ok(())
     })
@@ -372,6 +384,14 @@ fn on_first_use_refuse_and_ask() -> TestResult {
         let report = async_rdp::report(&err);
         assert!(report.contains(&presented.to_string()), "{report}");
         assert!(!file.path.exists(), "Refuse created the file");
+        let refused = err
+            .certificate_refused()
+            .ok_or("no CertificateRefused behind the error")?;
+        assert_eq!(
+            (refused.reason(), refused.host(), refused.presented()),
+            (Refusal::Unknown, key.as_str(), presented)
+        );
+        assert_eq!(refused.known_hosts_line(), None);
 
         // Ask, answered no: refused, nothing written.
         let asked = Arc::new(Mutex::new(Vec::<FirstContact>::new()));
@@ -428,6 +448,12 @@ fn pinned_fingerprints() -> TestResult {
             .await?
             .refused("another pin")?;
         assert_refused_in_tls(&err, server_end);
+        let refused = err
+            .certificate_refused()
+            .ok_or("no CertificateRefused behind the error")?;
+        assert_eq!(refused.reason(), Refusal::NotPinned);
+        assert_eq!(refused.presented(), presented);
+        assert_eq!(refused.expected(), [Fingerprint::from([0x5A; 32])]);
         let report = async_rdp::report(&err);
         assert!(report.contains(&presented.to_string()), "{report}");
 

@@ -116,7 +116,7 @@ impl FromStr for Target {
             Some((userinfo, hostport)) => (Some(userinfo), hostport),
             None => (None, rest),
         };
-        let (host, port) = split_host_port(hostport).map_err(|why| invalid(why))?;
+        let (host, port) = split_host_port(hostport).map_err(&invalid)?;
         if host.is_empty() {
             return Err(invalid("no host"));
         }

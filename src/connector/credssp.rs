@@ -40,7 +40,7 @@ impl NetworkClient for NoNetworkClient {
 }
 
 /// Runs the CredSSP (NLA) exchange for a connector that negotiated it, then advances the
-/// connector past it. [`connect_finalize`] calls this itself; it is public for callers that
+/// connector past it. [`connect_finalize`](super::connect_finalize) calls this itself; it is public for callers that
 /// drive the connector step by step.
 ///
 /// A refusal of the credentials is [`ErrorKind::Authentication`].

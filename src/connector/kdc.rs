@@ -61,8 +61,8 @@ const KERBEROS_CONTENT_TYPE: &str = "application/kerberos";
 /// A [`NetworkClient`] that reaches Kerberos KDCs over TCP and UDP and KDC proxies over HTTP
 /// and HTTPS.
 ///
-/// Pass it to [`connect_finalize`](crate::connect_finalize) or
-/// [`perform_credssp`](crate::perform_credssp) for a Kerberos logon; sspi decides which KDC URL
+/// Pass it to [`connect_finalize`](super::connect_finalize) or
+/// [`perform_credssp`](super::perform_credssp) for a Kerberos logon; sspi decides which KDC URL
 /// each request goes to. Each call opens its own connection (or UDP socket) and closes it when
 /// the reply is in; nothing is spawned and nothing needs to be `Send`.
 ///
@@ -74,8 +74,8 @@ const KERBEROS_CONTENT_TYPE: &str = "application/kerberos";
 /// # async_std::task::block_on(async {
 /// # let as_req: Vec<u8> = unimplemented!();
 /// use std::time::Duration;
-/// use async_rdp::kdc::KdcClient;
-/// use async_rdp::NetworkClient;
+/// use async_rdp::connector::kdc::KdcClient;
+/// use async_rdp::connector::NetworkClient;
 /// use async_rdp::ironrdp_connector::sspi::generator::NetworkRequest;
 /// use async_rdp::ironrdp_connector::sspi::network_client::NetworkProtocol;
 ///

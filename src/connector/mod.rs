@@ -7,7 +7,7 @@
 //! record it ([`mark_as_upgraded`]), then finish ([`connect_finalize`]). Each phase hands out a
 //! token ([`ShouldUpgrade`], [`Upgraded`]) that only the previous phase can make, so a call out of
 //! order does not compile. Where the connector's own state could still disagree (a token applied
-//! to another connector), the drivers return [`ErrorKind::InvalidState`] instead of letting the
+//! to another connector), the drivers return [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) instead of letting the
 //! connector's assertions panic.
 
 //!

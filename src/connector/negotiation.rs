@@ -18,7 +18,7 @@ pub struct ShouldUpgrade {
     _private: (),
 }
 
-/// Proof that the transport was upgraded; [`connect_finalize`] takes it.
+/// Proof that the transport was upgraded; [`connect_finalize`](super::connect_finalize) takes it.
 #[derive(Debug)]
 #[must_use = "pass the token to connect_finalize"]
 pub struct Upgraded {

@@ -46,7 +46,7 @@ pub type SyncFramed<S> = Framed<SyncStream<S>>;
 ///
 /// ```no_run
 /// # futures::executor::block_on(async {
-/// use async_rdp::LocalFramed;
+/// use async_rdp::framing::LocalFramed;
 /// use async_std::net::TcpStream;
 ///
 /// let tcp = TcpStream::connect("127.0.0.1:3389").await?;
@@ -213,7 +213,7 @@ impl<S: FramedRead> Framed<S> {
     ///
     /// ```
     /// # futures::executor::block_on(async {
-    /// use async_rdp::LocalFramed;
+    /// use async_rdp::framing::LocalFramed;
     /// use futures::io::Cursor;
     ///
     /// // Two fast-path frames of 4 bytes each.
@@ -475,7 +475,7 @@ where
     ///
     /// ```
     /// # futures::executor::block_on(async {
-    /// use async_rdp::LocalFramed;
+    /// use async_rdp::framing::LocalFramed;
     /// use futures::io::Cursor;
     ///
     /// let framed = LocalFramed::new(Cursor::new(vec![0x03, 0x00, 0x00, 0x04]));

@@ -17,7 +17,7 @@
 //! opened in one `block_on` call can be used by a later one on the same thread.
 //! A stream opened here is registered with that reactor: polled anywhere else (under another
 //! executor, on another thread, or on this thread outside `block_on`) its reads and writes
-//! fail with an [`io::Error`] saying so, rather than hanging with nothing to wake them.
+//! fail with an [`io::Error`](std::io::Error) saying so, rather than hanging with nothing to wake them.
 //!
 //! What still uses async-io inside `block_on`: a stream made from your own
 //! `async_std::net::TcpStream` (through `From`), and, with the `kerberos` feature, the KDC
@@ -64,12 +64,9 @@ thread_local! {
 /// thread is started, so a session run here occupies exactly one OS thread.
 ///
 /// ```no_run
-/// use std::sync::Arc;
-/// use async_rdp::{connect, runtime, tls, ClientConfig, Event};
+/// use async_rdp::{connect, runtime, ClientConfig, Event};
 ///
-/// # let fingerprint = [0u8; 32];
-/// let config = ClientConfig::new("alice", "s3cret")
-///     .with_certificate_verifier(Arc::new(tls::Pinned::new([fingerprint])));
+/// let config = ClientConfig::new("alice", "s3cret");
 /// // The whole session — TCP, TLS, NLA, decoding, timeouts — on this thread alone.
 /// runtime::block_on(async {
 ///     let mut session = connect("192.0.2.10:3389", config).await?;

@@ -54,7 +54,7 @@ pub enum PointerEvent {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum DisconnectReason {
-    /// The client asked to end the session ([`Session::shutdown`]).
+    /// The client asked to end the session ([`Session::shutdown`](super::Session::shutdown)).
     Client,
     /// The server ended the session; the text is the server's reason.
     Server(String),
@@ -105,8 +105,8 @@ pub enum Event {
     },
     /// The server reports the user's logon as complete.
     LogonComplete,
-    /// The session ended. Later calls to [`Session::next_event`] return
-    /// [`ErrorKind::Closed`].
+    /// The session ended. Later calls to [`Session::next_event`](super::Session::next_event) return
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     Disconnected(DisconnectReason),
 }
 
