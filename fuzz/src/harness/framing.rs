@@ -28,8 +28,9 @@
 
 use std::task::{Context, Poll, Waker};
 
+use async_rdp::framing::{LocalFramed, MAX_FRAME_SIZE, READ_CHUNK};
 use async_rdp::ironrdp_pdu::{Action, PduHint, FAST_PATH_HINT, RDP_HINT, X224_HINT};
-use async_rdp::{ErrorKind, LocalFramed, MAX_FRAME_SIZE, READ_CHUNK};
+use async_rdp::ErrorKind;
 
 use super::stream::ChunkedStream;
 

@@ -18,14 +18,13 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use async_rdp::connector::{connect_begin, connect_finalize, mark_as_upgraded, NoNetworkClient};
+use async_rdp::framing::{LocalFramed, Prefixed};
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome, ConnectionResult};
-use async_rdp::{
-    connect_begin, connect_finalize, mark_as_upgraded, tls, ClientConfig, Error, ErrorKind, Event, LocalFramed,
-    NoNetworkClient, Prefixed, Session,
-};
+use async_rdp::trust::Fingerprint;
+use async_rdp::{tls, ClientConfig, Error, ErrorKind, Event, Session, Target, Trust};
 use async_rdp_demo_server::{Config, DemoServer, Security};
 use async_std::net::TcpStream;
 
@@ -56,16 +55,16 @@ pub fn demo_config() -> Config {
 /// A client configuration for `server`: its user, TLS only.
 pub fn client_config(server: &DemoServer) -> ClientConfig {
     let config = server.config();
-    ClientConfig::new(&config.username, config.password.as_str()).with_security(true, false)
+    ClientConfig::new(&config.username, config.password.as_str()).with_security(async_rdp::Security::Tls)
 }
 
 /// Runs the client side of the whole connection sequence with the drivers against the server
-/// at `addr` (a loopback address), which must present the certificate `verifier` pins;
+/// at `addr` (a loopback address), which must present the certificate `pin` names;
 /// records what it reads and returns the framed stream, positioned at the start of the
 /// session.
 pub async fn connect(
     addr: SocketAddr,
-    verifier: tls::Pinned,
+    pin: Fingerprint,
     config: ClientConfig,
 ) -> Result<(LocalFramed<ClientStream>, ConnectionResult, Recording), Error> {
     let mut recording = Recording::default();
@@ -79,7 +78,8 @@ pub async fn connect(
     // The drivers' futures are boxed: they are large in a debug build.
     let should_upgrade = Box::pin(connect_begin(&mut framed, &mut connector)).await?;
     recording.tcp_before_tls = recording.tcp.borrow().len() - framed.peek().len();
-    let upgraded = Box::pin(tls::upgrade(framed, "127.0.0.1", Arc::new(verifier))).await?;
+    let verifier = Trust::pinned([pin]).verifier(&Target::new("127.0.0.1", addr.port()))?;
+    let upgraded = Box::pin(tls::upgrade(framed, "127.0.0.1", verifier)).await?;
     let token = mark_as_upgraded(should_upgrade, &mut connector)?;
     let mut framed = LocalFramed::new(Tap::new(upgraded.stream, recording.tls.clone()));
     let outcome = Box::pin(connect_finalize(
@@ -110,9 +110,9 @@ pub fn demo_connection_result() -> ConnectionResult {
             .await
             .expect("harness: start the demo server");
         let addr = server.local_addr().expect("harness: the demo server's address");
-        let verifier = tls::Pinned::certificate(server.certificate());
+        let pin = Fingerprint::of(server.certificate());
         let (client, accepted) = futures::join!(
-            Box::pin(connect(addr, verifier, client_config(&server))),
+            Box::pin(connect(addr, pin, client_config(&server))),
             Box::pin(server.accept())
         );
         if let Err(e) = accepted {
