@@ -40,8 +40,8 @@ impl NetworkClient for NoNetworkClient {
 }
 
 /// Runs the CredSSP (NLA) exchange for a connector that negotiated it, then advances the
-/// connector past it. [`connect_finalize`](super::connect_finalize) calls this itself; it is public for callers that
-/// drive the connector step by step.
+/// connector past it. [`connect_finalize`](super::connect_finalize) calls this itself; it is
+/// public for callers that drive the connector step by step.
 ///
 /// A refusal of the credentials is [`ErrorKind::Authentication`].
 ///
@@ -60,30 +60,24 @@ where
     S: FramedRead + FramedWrite,
     N: NetworkClient,
 {
-    crate::redact::future(credssp(
-        framed,
-        connector,
-        network_client,
-        server_name,
-        server_public_key,
-        kerberos_config,
-    ))
-    .await
-    .map_err(|e| e.in_phase(Phase::Nla))
+    let in_nla = |e: Error| e.in_phase(Phase::Nla);
+    let (sequence, ts_request) =
+        crate::redact::scoped(|| start(connector, server_name, server_public_key, kerberos_config)).map_err(in_nla)?;
+    crate::redact::future(exchange(framed, sequence, ts_request, network_client))
+        .await
+        .map_err(in_nla)?;
+    crate::redact::scoped(|| connector.mark_credssp_as_done());
+    log::debug!("CredSSP done");
+    Ok(())
 }
 
-async fn credssp<S, N>(
-    framed: &mut Framed<S>,
-    connector: &mut ClientConnector,
-    network_client: &mut N,
+/// The CredSSP sequence for a connector that negotiated it, and the first TsRequest to answer.
+fn start(
+    connector: &ClientConnector,
     server_name: ServerName,
     server_public_key: Vec<u8>,
     kerberos_config: Option<KerberosConfig>,
-) -> Result<()>
-where
-    S: FramedRead + FramedWrite,
-    N: NetworkClient,
-{
+) -> Result<(CredsspSequence, TsRequest)> {
     let ClientConnectorState::Credssp { selected_protocol } = connector.state else {
         return Err(Error::new(ErrorKind::InvalidState, "nla").with_detail(format!(
             "connector is in state {}, not CredSSP",
@@ -91,8 +85,7 @@ where
         )));
     };
     log::debug!("Starting CredSSP ({selected_protocol:?})");
-
-    let (mut sequence, mut ts_request) = CredsspSequence::init(
+    CredsspSequence::init(
         connector.config.credentials.clone(),
         connector.config.domain.as_deref(),
         selected_protocol,
@@ -100,8 +93,20 @@ where
         server_public_key,
         kerberos_config,
     )
-    .map_err(|e| connector_error("nla", e))?;
+    .map_err(|e| connector_error("nla", e))
+}
 
+/// The exchange of TsRequests, until the server has the credentials (or refuses them).
+async fn exchange<S, N>(
+    framed: &mut Framed<S>,
+    mut sequence: CredsspSequence,
+    mut ts_request: TsRequest,
+    network_client: &mut N,
+) -> Result<()>
+where
+    S: FramedRead + FramedWrite,
+    N: NetworkClient,
+{
     let mut buf = WriteBuf::new();
     loop {
         let client_state = resolve_generator(&mut sequence, ts_request, network_client).await?;
@@ -114,7 +119,9 @@ where
             framed.write_all(&buf.filled()[..len]).await?;
         }
 
-        let Some(hint) = sequence.next_pdu_hint() else { break };
+        let Some(hint) = sequence.next_pdu_hint() else {
+            return Ok(());
+        };
         let pdu = framed.read_by_hint(hint).await.map_err(|e| e.in_context("nla"))?;
         log::trace!("Received CredSSP message ({} bytes)", pdu.len());
         match sequence
@@ -122,13 +129,9 @@ where
             .map_err(|e| connector_error("nla", e))?
         {
             Some(next) => ts_request = next,
-            None => break,
+            None => return Ok(()),
         }
     }
-
-    connector.mark_credssp_as_done();
-    log::debug!("CredSSP done");
-    Ok(())
 }
 
 /// Runs sspi's generator for one TsRequest, carrying its network requests.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 
@@ -19,6 +19,29 @@ pub(super) trait CertCheck: fmt::Debug + Send + Sync {
     /// Runs once the server has proven it holds the key of the certificate `check` accepted.
     fn after_signature(&self) -> Result<(), rustls::Error> {
         Ok(())
+    }
+}
+
+/// rustls's check of a handshake signature (TLS 1.2 or 1.3: the same shape).
+type SignatureCheck = fn(
+    &[u8],
+    &CertificateDer<'_>,
+    &DigitallySignedStruct,
+    &WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error>;
+
+impl<C: CertCheck> Checked<C> {
+    /// Checks the handshake signature, then tells the check that the server holds the key.
+    fn signature(
+        &self,
+        verify: SignatureCheck,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let valid = verify(message, cert, dss, &self.provider.signature_verification_algorithms)?;
+        self.check.after_signature()?;
+        Ok(valid)
     }
 }
 
@@ -48,10 +71,7 @@ impl<C: CertCheck> ServerCertVerifier for Checked<C> {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        let valid = rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)?;
-        self.check.after_signature()?;
-        Ok(valid)
+        self.signature(rustls::crypto::verify_tls12_signature, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -60,10 +80,7 @@ impl<C: CertCheck> ServerCertVerifier for Checked<C> {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        let valid = rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)?;
-        self.check.after_signature()?;
-        Ok(valid)
+        self.signature(rustls::crypto::verify_tls13_signature, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
