@@ -201,6 +201,12 @@ impl Error {
         self
     }
 
+    /// Places the error in `phase`, keeping its context (what was being done in it).
+    pub(crate) fn with_phase(mut self, phase: Phase) -> Self {
+        self.phase = Some(phase);
+        self
+    }
+
     /// The certificate refusal behind this error, if a trust policy refused the server's
     /// certificate: who presented what, and what was expected, so that an application can ask
     /// its user whether to trust the server without parsing the message.

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::driver::in_session;
 use super::{Event, Session};
 use crate::framing::{FramedRead, FramedWrite};
 use crate::{Error, ErrorKind, Result};
@@ -54,6 +55,10 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     /// Cancel safe as [`next_event`](Session::next_event) is; the counts start over with the
     /// next call.
     pub async fn wait_until_drawn(&mut self, quiet: Duration, deadline: Duration) -> Result<Drawn> {
+        self.wait_drawn(quiet, deadline).await.map_err(in_session)
+    }
+
+    async fn wait_drawn(&mut self, quiet: Duration, deadline: Duration) -> Result<Drawn> {
         let start = Instant::now();
         let deadline = start + deadline;
         let mut first_update = None;

@@ -36,13 +36,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     /// The poll form of [`next_event`](Self::next_event).
     pub fn poll_next_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
         // All decoding happens in here: keep the dependencies' logs redacted (see `redact`).
-        crate::redact::scoped(|| self.poll_events(cx)).map_err(|e| {
-            if e.phase().is_none() {
-                e.in_phase(crate::Phase::Session)
-            } else {
-                e
-            }
-        })
+        crate::redact::scoped(|| self.poll_events(cx)).map_err(in_session)
     }
 
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
@@ -160,7 +154,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     ///
     /// Cancel safe: unsent bytes stay queued.
     pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| self.poll_send(cx)).await
+        poll_fn(|cx| self.poll_send(cx)).await.map_err(in_session)
     }
 }
 
@@ -189,5 +183,14 @@ impl<S> Session<S> {
                 .with_detail(format!("the server sent nothing for {:?}", idle.timeout)));
         }
         Ok(())
+    }
+}
+
+/// Labels an error of the running session with its phase (errors that came up from the
+/// connection's own phases keep theirs).
+pub(super) fn in_session(error: Error) -> Error {
+    match error.phase() {
+        Some(_) => error,
+        None => error.with_phase(crate::Phase::Session),
     }
 }

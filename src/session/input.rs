@@ -8,6 +8,7 @@ use ironrdp_pdu::input::{scan_code, unicode, InputEvent, InputEventPdu, MousePdu
 use ironrdp_pdu::rdp::capability_sets::InputFlags;
 use ironrdp_pdu::rdp::headers::ShareDataPdu;
 
+use super::driver::in_session;
 use super::output::session_error;
 use super::{Session, State};
 use crate::{Error, ErrorKind, Result};
@@ -214,7 +215,7 @@ impl<S> Session<S> {
     /// Encodes input as fast-path input when the server accepts it, slow-path otherwise
     /// ([MS-RDPBCGR] 2.2.8.1.2: some servers drop the connection on unsolicited fast-path input).
     fn send_input(&mut self, events: &[FastPathInputEvent]) -> Result<()> {
-        crate::redact::scoped(|| self.encode_input(events))
+        crate::redact::scoped(|| self.encode_input(events)).map_err(in_session)
     }
 
     fn encode_input(&mut self, events: &[FastPathInputEvent]) -> Result<()> {

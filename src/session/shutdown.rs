@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::driver::in_session;
 use super::output::session_error;
 use super::{Session, State};
 use crate::framing::{FramedRead, FramedWrite};
@@ -19,9 +20,15 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     ///
     /// Not cancel safe: it may stop between the shutdown request and the close.
     pub async fn shutdown(&mut self, timeout: Duration) -> Result<()> {
+        crate::redact::future(self.goodbye(timeout)).await.map_err(in_session)
+    }
+
+    async fn goodbye(&mut self, timeout: Duration) -> Result<()> {
         if self.state == State::Active {
             self.shutdown_requested = true;
-            let frames = crate::redact::scoped(|| self.stage.graceful_shutdown())
+            let frames = self
+                .stage
+                .graceful_shutdown()
                 .map_err(|e| session_error("shutdown request", e))?;
             self.handle_outputs(frames)?;
         }
@@ -74,7 +81,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
     /// Asks the server to redraw the whole desktop (with Suppress Output or Refresh Rect,
     /// whichever the server supports). Queued; sent by the next `next_event` or `flush`.
     pub fn request_full_redraw(&mut self) -> Result<()> {
-        self.queue_full_redraw()
+        self.queue_full_redraw().map_err(in_session)
     }
 
     pub(super) fn queue_full_redraw(&mut self) -> Result<()> {
