@@ -68,7 +68,7 @@ impl Target {
         self.password.as_ref()
     }
 
-    /// The same server on another port (redirections keep the port the client used).
+    /// Another host on the same port (a redirection keeps the port the client used).
     pub(crate) fn with_host(&self, host: &str) -> Self {
         Self::new(host, self.port)
     }
