@@ -23,11 +23,7 @@ use common::Phases;
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 fn main() {
-    env_logger::init();
-    if let Err(e) = common::block_on(run()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(|| Ok(run()));
 }
 
 async fn run() -> Result<(), String> {

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use async_rdp::{connect, ClientConfig, Event};
+use async_rdp::{connect, ClientConfig, Event, Target};
 
 fn main() {
     let Some(target) = std::env::args().nth(1) else {
@@ -30,16 +30,10 @@ fn main() {
 }
 
 async fn run(target: &str) -> Result<(), String> {
-    let rest = target.strip_prefix("rdp://").unwrap_or(target);
-    let (credentials, host) = rest.rsplit_once('@').ok_or("the target needs user:password@")?;
-    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-    let addr = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:3389")
-    };
-
-    let mut session = connect(&addr, ClientConfig::new(user, password))
+    let target: Target = target.parse().map_err(|e: async_rdp::Error| e.to_string())?;
+    let user = target.username().unwrap_or_default();
+    let password = target.password().map(|p| p.expose()).unwrap_or_default();
+    let mut session = connect(&target, ClientConfig::new(user, password))
         .await
         .map_err(|e| async_rdp::report(&e))?;
     loop {

@@ -27,11 +27,7 @@ struct Job {
 }
 
 fn main() {
-    env_logger::init();
-    if let Err(e) = common::block_on(run()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(|| Ok(run()));
 }
 
 async fn run() -> Result<(), String> {

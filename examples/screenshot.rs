@@ -94,12 +94,7 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn main() {
-    env_logger::init();
-    let result = parse_args().and_then(|options| common::block_on(run(options)));
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(|| parse_args().map(run));
 }
 
 async fn run(options: Options) -> Result<(), String> {

@@ -1,42 +1,11 @@
 //! The connection drivers against the demo server (IronRDP's acceptor) over real loopback TCP
 //! and real TLS: negotiation, TLS upgrade, NLA, and the rest of the connection sequence.
 
-use async_rdp::connector::{connect_begin, connect_finalize, mark_as_upgraded, skip_connect_begin, NoNetworkClient};
-use async_rdp::framing::LocalFramed;
+use async_rdp::connector::skip_connect_begin;
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome};
-use async_rdp::{tls, ClientConfig, ErrorKind};
+use async_rdp::{ClientConfig, ErrorKind};
+use async_rdp_demo_server::testing::{connect_with_drivers, TestResult};
 use async_rdp_demo_server::{Config, DemoServer, Security};
-use async_std::net::TcpStream;
-
-type BoxError = Box<dyn std::error::Error>;
-
-/// Runs the client side of the whole connection sequence with the driver functions.
-async fn client(server: &DemoServer, config: ClientConfig) -> async_rdp::Result<ConnectionOutcome> {
-    let addr = server.local_addr().map_err(|e| async_rdp::Error::io("test", e))?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| async_rdp::Error::io("tcp connect", e))?;
-    let local = tcp.local_addr().map_err(|e| async_rdp::Error::io("tcp connect", e))?;
-    let mut connector = ClientConnector::new(config.connector_config(), local);
-    let mut framed = LocalFramed::new(tcp);
-
-    let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
-    let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(server.certificate())])
-        .verifier(&async_rdp::Target::new("127.0.0.1", 3389))?;
-    let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
-    let token = mark_as_upgraded(should_upgrade, &mut connector)?;
-    let mut framed = LocalFramed::new(upgraded.stream);
-    connect_finalize(
-        &mut framed,
-        connector,
-        token,
-        &mut NoNetworkClient,
-        "127.0.0.1".into(),
-        upgraded.server_public_key,
-        None,
-    )
-    .await
-}
 
 fn server_config(security: Security) -> Config {
     Config {
@@ -45,17 +14,17 @@ fn server_config(security: Security) -> Config {
     }
 }
 
-async fn run(
-    security: Security,
-    config: ClientConfig,
-) -> Result<(async_rdp::Result<ConnectionOutcome>, bool), BoxError> {
+/// Runs the client side of the whole connection sequence with the driver functions against a
+/// fresh server; says whether the server accepted the connection.
+async fn run(security: Security, config: ClientConfig) -> TestResult<(async_rdp::Result<ConnectionOutcome>, bool)> {
     let server = DemoServer::bind(server_config(security)).await?;
-    let (client, accepted) = futures::join!(client(&server, config), server.accept());
+    let client = async { Ok(connect_with_drivers(&server, config).await?.1) };
+    let (client, accepted) = futures::join!(client, server.accept());
     Ok((client, accepted.is_ok()))
 }
 
 #[async_std::test]
-async fn tls_only_connection_completes() -> Result<(), BoxError> {
+async fn tls_only_connection_completes() -> TestResult {
     let d = Config::default();
     let config = ClientConfig::new(&d.username, d.password.as_str())
         .with_security(async_rdp::Security::Tls)
@@ -71,7 +40,7 @@ async fn tls_only_connection_completes() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn nla_connection_completes() -> Result<(), BoxError> {
+async fn nla_connection_completes() -> TestResult {
     let d = Config::default();
     let config = ClientConfig::new(&d.username, d.password.as_str());
     let (outcome, accepted) = run(Security::Nla, config).await?;
@@ -81,7 +50,7 @@ async fn nla_connection_completes() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn nla_wrong_password_is_an_authentication_error() -> Result<(), BoxError> {
+async fn nla_wrong_password_is_an_authentication_error() -> TestResult {
     let d = Config::default();
     let config = ClientConfig::new(&d.username, "not-the-password");
     let (outcome, accepted) = run(Security::Nla, config).await?;
@@ -93,7 +62,7 @@ async fn nla_wrong_password_is_an_authentication_error() -> Result<(), BoxError>
 }
 
 #[async_std::test]
-async fn nla_only_client_against_tls_only_server_names_the_protocol() -> Result<(), BoxError> {
+async fn nla_only_client_against_tls_only_server_names_the_protocol() -> TestResult {
     let d = Config::default();
     let config = ClientConfig::new(&d.username, d.password.as_str()).with_security(async_rdp::Security::Nla);
     let (outcome, _) = run(Security::Tls, config).await?;

@@ -9,18 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
-use async_rdp::{connect, ClientConfig, Drawn, ErrorKind};
+use async_rdp::{connect, Drawn, ErrorKind};
 use async_rdp_demo_server::encode::{
     bitmap_updates, frame_marker, refragment, split_pdus, BitmapCodec, FrameAction, Picture,
 };
+use async_rdp_demo_server::testing::{block_on, client_config, BoxError, Serving, TestResult};
 use async_rdp_demo_server::{pattern_pixel, Config, DemoServer, Scripted, Security};
-use futures::FutureExt as _;
 use ironrdp_connector::DesktopSize;
-
-type BoxError = Box<dyn std::error::Error>;
-type TestResult = Result<(), BoxError>;
 
 const WIDTH: u16 = 256;
 const HEIGHT: u16 = 128;
@@ -38,7 +33,7 @@ struct Seen {
 
 /// Connects to a demo server that plays `script`, and waits for the screen to be drawn with
 /// [`QUIET`] and `deadline`. Client and server share this thread.
-fn play(script: Vec<Scripted>, deadline: Duration) -> Result<Seen, BoxError> {
+fn play(script: Vec<Scripted>, deadline: Duration) -> TestResult<Seen> {
     let desktop = DesktopSize {
         width: WIDTH,
         height: HEIGHT,
@@ -48,17 +43,14 @@ fn play(script: Vec<Scripted>, deadline: Duration) -> Result<Seen, BoxError> {
         desktop,
         ..Config::default()
     };
-    let test = async move {
-        let server = DemoServer::bind(config.clone()).await?;
+    block_on(Duration::from_secs(60), async move {
+        let server = DemoServer::bind(config).await?;
         let addr = server.local_addr()?.to_string();
-        let client_config = ClientConfig::new(&config.username, config.password.as_str())
-            .with_desktop_size(WIDTH, HEIGHT)
-            .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
-        let serving = async {
+        let client_config = client_config(&server).with_desktop_size(WIDTH, HEIGHT);
+        let mut serving = Serving::new(async {
             server.accept().await?.play(&script).await?;
             Ok::<(), BoxError>(())
-        }
-        .fuse();
+        });
         let client = async {
             let mut session = connect(&addr, client_config).await?;
             let started = Instant::now();
@@ -76,22 +68,16 @@ fn play(script: Vec<Scripted>, deadline: Duration) -> Result<Seen, BoxError> {
                 elapsed,
                 wrong_pixels,
             })
-        }
-        .fuse();
-        futures::pin_mut!(serving, client);
-        loop {
-            futures::select! {
-                seen = client => return seen,
-                served = serving => served?,
-            }
-        }
-    };
-    let bounded = async_std::future::timeout(Duration::from_secs(60), Box::pin(test));
-    async_std::task::block_on(bounded)?
+        };
+        let seen = serving.alongside(client).await;
+        // A server that failed is the failure to report, whatever the client saw.
+        serving.ended().transpose()?;
+        seen
+    })
 }
 
 /// The demo pattern at the test's size as uncompressed Bitmap Updates, one PDU per tile row.
-fn picture_pdus() -> Result<Vec<Vec<u8>>, BoxError> {
+fn picture_pdus() -> TestResult<Vec<Vec<u8>>> {
     let mut bgrx = Vec::with_capacity(usize::from(WIDTH) * usize::from(HEIGHT) * 4);
     for y in 0..HEIGHT {
         for x in 0..WIDTH {

@@ -23,19 +23,13 @@ use std::time::{Duration, Instant};
 use async_rdp::connector::{connect_begin, mark_as_upgraded, perform_credssp, NoNetworkClient};
 use async_rdp::framing::{LocalFramed, MAX_FRAME_SIZE, READ_CHUNK};
 use async_rdp::ironrdp_connector::ClientConnector;
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
 use async_rdp::{
     connect, connect_with_timings, tls, ClientConfig, ClientSession, DisconnectReason, Error, ErrorKind, Event, Phase,
     Timeouts,
 };
-use async_rdp_demo_server::{Command, Config, DemoServer, Security};
-use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::FutureExt;
+use async_rdp_demo_server::testing::{first_graphics, pinned, run, Server, TestResult};
+use async_rdp_demo_server::{Command, Config, Security};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-type BoxError = Box<dyn std::error::Error>;
-type TestResult = Result<(), BoxError>;
 
 /// The timeout of the phase a test attacks: short, so that stalls end quickly.
 const SHORT: Duration = Duration::from_secs(1);
@@ -349,14 +343,7 @@ fn run_step(conn: &mut Conn, step: &Step, report: &mut Report) -> io::Result<()>
 /// Every phase's timeout long.
 fn long_timeouts() -> Timeouts {
     let mut t = Timeouts::default();
-    for phase in [
-        Phase::Tcp,
-        Phase::Negotiation,
-        Phase::Tls,
-        Phase::Nla,
-        Phase::Licensing,
-        Phase::Activation,
-    ] {
+    for phase in Phase::ALL.into_iter().filter(|p| *p != Phase::Session) {
         t[phase] = Some(LONG);
     }
     t
@@ -369,7 +356,7 @@ fn timeouts(phase: Phase) -> Timeouts {
 
 fn client_config(timeouts: Timeouts) -> ClientConfig {
     ClientConfig::new("user", "password")
-        .with_trust(Trust::pinned([Fingerprint::of(&IDENTITY.certificate)]))
+        .with_trust(pinned(&IDENTITY.certificate))
         .with_timeouts(timeouts)
 }
 
@@ -855,7 +842,7 @@ fn nla_endless_malformed_ts_request_never_grows_the_buffer_past_the_bound() {
         let mut connector = ClientConnector::new(config.connector_config(), local);
         let mut framed = LocalFramed::new(tcp);
         let should_upgrade = connect_begin(&mut framed, &mut connector).await.expect("negotiation");
-        let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(&IDENTITY.certificate)])
+        let verifier = pinned(&IDENTITY.certificate)
             .verifier(&async_rdp::Target::new("127.0.0.1", 3389))
             .expect("verifier");
         let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await.expect("tls");
@@ -1190,66 +1177,41 @@ impl Records {
 }
 
 /// Connects to a demo server (TLS, 320 x 200) through a fresh proxy, waits for the first
-/// picture, then runs `body` with the session, the proxy and the server's command channel;
-/// all on this thread, bounded by 30 s.
+/// picture, then runs `body` with the session, the proxy and the server; all on this thread,
+/// bounded by 30 s.
 fn through_proxy<F, Fut>(idle: Option<Duration>, body: F) -> TestResult
 where
-    F: FnOnce(ClientSession, Proxy, UnboundedSender<Command>) -> Fut,
+    F: FnOnce(ClientSession, Proxy, Server) -> Fut,
     Fut: Future<Output = TestResult>,
 {
-    async_std::task::block_on(async {
-        let server = DemoServer::bind(Config {
-            security: Security::Tls,
-            desktop: async_rdp::ironrdp_connector::DesktopSize {
-                width: 320,
-                height: 200,
-            },
-            ..Config::default()
-        })
-        .await?;
-        let proxy = Proxy::start(server.local_addr()?)?;
-        let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
+    let config = Config {
+        security: Security::Tls,
+        desktop: async_rdp::ironrdp_connector::DesktopSize {
+            width: 320,
+            height: 200,
+        },
+        ..Config::default()
+    };
+    run(config, |server| async move {
+        let proxy = Proxy::start(server.local_addr())?;
+        let config = server
+            .client_config()
             .with_security(async_rdp::Security::Tls)
             .with_desktop_size(320, 200)
-            .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]))
             .with_timeouts({
                 let mut t = long_timeouts();
                 t[Phase::Session] = idle;
                 t
             });
-        let (events, _events) = unbounded();
-        let (commands, received) = unbounded();
-        let serving = server.serve_one(events, received).fuse();
-        let client = async {
-            let mut session = connect(&proxy.addr, config).await?;
-            loop {
-                match async_std::future::timeout(LONG, session.next_event()).await?? {
-                    Event::Graphics(_) => break,
-                    Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-                    _ => {}
-                }
-            }
-            body(session, proxy, commands).await
-        }
-        .fuse();
-        futures::pin_mut!(serving, client);
-        let both = async {
-            loop {
-                futures::select! {
-                    result = client => return result,
-                    result = serving => if let Err(e) = result {
-                        eprintln!("demo server ended with: {}", async_rdp::report(&e));
-                    },
-                }
-            }
-        };
-        async_std::future::timeout(Duration::from_secs(30), both).await?
+        let mut session = connect(&proxy.addr, config).await?;
+        first_graphics(&mut session, Some(LONG)).await?;
+        body(session, proxy, server).await
     })
 }
 
 /// Reads events until the session ends, with an error or a `Disconnected` event, within
 /// `within`; returns how it ended.
-async fn until_the_end(session: &mut ClientSession, within: Duration) -> Result<Result<Event, Error>, BoxError> {
+async fn until_the_end(session: &mut ClientSession, within: Duration) -> TestResult<Result<Event, Error>> {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -1264,9 +1226,9 @@ async fn until_the_end(session: &mut ClientSession, within: Duration) -> Result<
 
 #[test]
 fn session_close_mid_tls_record_is_connection_lost() -> TestResult {
-    through_proxy(None, |mut session, proxy, commands| async move {
+    through_proxy(None, |mut session, proxy, server| async move {
         proxy.set(Fault::CloseMidRecord);
-        commands.unbounded_send(Command::Redraw)?;
+        server.command(Command::Redraw)?;
         let started = Instant::now();
         let end = until_the_end(&mut session, LONG).await?;
         let elapsed = started.elapsed();
@@ -1298,9 +1260,9 @@ fn session_close_mid_tls_record_is_connection_lost() -> TestResult {
 
 #[test]
 fn session_garbage_between_tls_records_ends_the_session() -> TestResult {
-    through_proxy(None, |mut session, proxy, commands| async move {
+    through_proxy(None, |mut session, proxy, server| async move {
         proxy.set(Fault::Garbage);
-        commands.unbounded_send(Command::Redraw)?;
+        server.command(Command::Redraw)?;
         let started = Instant::now();
         let end = until_the_end(&mut session, LONG).await?;
         let elapsed = started.elapsed();
@@ -1323,9 +1285,9 @@ fn session_garbage_between_tls_records_ends_the_session() -> TestResult {
 
 #[test]
 fn session_stall_without_idle_timeout_needs_the_apps_own_timeout() -> TestResult {
-    through_proxy(None, |mut session, proxy, commands| async move {
+    through_proxy(None, |mut session, proxy, server| async move {
         proxy.set(Fault::Stall);
-        commands.unbounded_send(Command::Redraw)?;
+        server.command(Command::Redraw)?;
         // Whatever was relayed before the stall may still come; then nothing, for ever: only
         // the application's own timer ends the wait.
         let started = Instant::now();
@@ -1350,9 +1312,9 @@ fn session_stall_without_idle_timeout_needs_the_apps_own_timeout() -> TestResult
 
 #[test]
 fn session_stall_trips_the_idle_timeout() -> TestResult {
-    through_proxy(Some(SHORT), |mut session, proxy, commands| async move {
+    through_proxy(Some(SHORT), |mut session, proxy, server| async move {
         proxy.set(Fault::Stall);
-        commands.unbounded_send(Command::Redraw)?;
+        server.command(Command::Redraw)?;
         let started = Instant::now();
         let end = until_the_end(&mut session, LONG).await?;
         let elapsed = started.elapsed();

@@ -9,9 +9,8 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
-use async_rdp::{connect, ClientConfig, Event};
+use async_rdp::{connect, Event};
+use async_rdp_demo_server::testing::{client_config_for, BoxError, TestResult};
 use async_rdp_demo_server::{animated_region, Config, DemoServer, Security};
 use ironrdp_connector::DesktopSize;
 
@@ -26,7 +25,7 @@ const HEIGHT: u16 = 1080;
 const UPDATES: usize = 30;
 
 #[test]
-fn small_updates_cost_memory_in_proportion_to_the_damage() -> Result<(), Box<dyn std::error::Error>> {
+fn small_updates_cost_memory_in_proportion_to_the_damage() -> TestResult {
     let config = Config {
         desktop: DesktopSize {
             width: WIDTH,
@@ -57,9 +56,7 @@ fn small_updates_cost_memory_in_proportion_to_the_damage() -> Result<(), Box<dyn
     let clock = animated_region(WIDTH, HEIGHT);
     let framebuffer_bytes = usize::from(WIDTH) * usize::from(HEIGHT) * 4;
     let (updates, bytes, largest, calls) = async_std::task::block_on(async {
-        let config = ClientConfig::new(&server_config.username, server_config.password.as_str())
-            .with_desktop_size(WIDTH, HEIGHT)
-            .with_trust(Trust::pinned([Fingerprint::of(&certificate)]));
+        let config = client_config_for(&server_config, &certificate).with_desktop_size(WIDTH, HEIGHT);
         let mut session = connect(&addr.to_string(), config).await?;
         // The first frame covers the whole desktop; the animation starts after it, and from
         // then on every update lies inside the clock box.
@@ -98,7 +95,7 @@ fn small_updates_cost_memory_in_proportion_to_the_damage() -> Result<(), Box<dyn
         let counts = counting_alloc::stop();
         let measured = (counted, counts.bytes, counts.largest, counts.calls);
         session.shutdown(Duration::from_secs(5)).await?;
-        Ok::<_, Box<dyn std::error::Error>>(measured)
+        Ok::<_, BoxError>(measured)
     })?;
     let _ = server_thread.join();
 

@@ -24,11 +24,9 @@ use std::time::{Duration, Instant};
 use async_rdp::trust::Fingerprint;
 use async_rdp::Codec;
 use async_rdp::{ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
+use async_rdp_demo_server::testing::{BoxError, TestResult};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-
-type BoxError = Box<dyn std::error::Error>;
-type TestResult = Result<(), BoxError>;
 
 // ---------------------------------------------------------------------------------------------
 // Harness: serial execution, skipping, decoder-log capture.
@@ -108,7 +106,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
 
 /// Connects, then processes events until the screen has been quiet for `settle` after the
 /// first update (or 20 s pass). Returns the session for more checks.
-async fn screenshot(addr: &str, config: ClientConfig, settle: Duration) -> Result<ClientSession, BoxError> {
+async fn screenshot(addr: &str, config: ClientConfig, settle: Duration) -> TestResult<ClientSession> {
     let mut session = async_rdp::connect(addr, config).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen_graphics = false;
@@ -179,7 +177,7 @@ impl Xrdp {
 }
 
 /// Starts (or reuses) xrdp with these settings; an error when it cannot run here.
-fn start_xrdp(require_credentials: bool) -> Result<Xrdp, BoxError> {
+fn start_xrdp(require_credentials: bool) -> TestResult<Xrdp> {
     let scripts = std::env::var_os("RDP_PEERS_SCRIPTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"));
@@ -364,7 +362,7 @@ impl Peer {
     }
 
     /// The next line whose `event` is `name`, within 10 s.
-    fn wait_for(&self, name: &str) -> Result<String, BoxError> {
+    fn wait_for(&self, name: &str) -> TestResult<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let tag = format!("\"event\":\"{name}\"");
         loop {
@@ -399,7 +397,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Starts `ironrdp-peer` with these arguments; an error when the binary is not built.
-fn peer(args: &[&str]) -> Result<Peer, BoxError> {
+fn peer(args: &[&str]) -> TestResult<Peer> {
     let bin = std::env::var_os("IRONRDP_PEER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ironrdp-peer/release/ironrdp-peer"));

@@ -4,7 +4,6 @@
 //! fails the test. Client and stand-in run joined on the test's one task.
 #![cfg(feature = "kerberos")]
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use async_rdp::connector::NetworkClient;
 use async_rdp::ironrdp_connector::sspi::generator::NetworkRequest;
 use async_rdp::ironrdp_connector::sspi::network_client::NetworkProtocol;
 use async_rdp::ErrorKind;
+use async_rdp_demo_server::testing::TestResult;
 use async_std::net::{TcpListener, TcpStream, UdpSocket};
 use futures::future::join;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,12 +23,10 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-type TestResult = Result<(), Box<dyn StdError>>;
-
 const LOOPBACK: &str = "127.0.0.1:0";
 
 /// A request the way sspi makes it.
-fn request(protocol: NetworkProtocol, url: &str, data: &[u8]) -> Result<NetworkRequest, Box<dyn StdError>> {
+fn request(protocol: NetworkProtocol, url: &str, data: &[u8]) -> TestResult<NetworkRequest> {
     Ok(NetworkRequest {
         protocol,
         url: url.parse()?,
@@ -367,7 +365,7 @@ async fn http_exchange(
     client: &mut KdcClient,
     kdc_proxy_message: &[u8],
     response: &[u8],
-) -> Result<async_rdp::Result<Vec<u8>>, Box<dyn StdError>> {
+) -> TestResult<async_rdp::Result<Vec<u8>>> {
     let listener = TcpListener::bind(LOOPBACK).await?;
     let port = listener.local_addr()?.port();
     let proxy = async {
@@ -453,7 +451,7 @@ struct TestPki {
     server_key: PrivateKeyDer<'static>,
 }
 
-fn test_pki(ca_name: &str) -> Result<TestPki, Box<dyn StdError>> {
+fn test_pki(ca_name: &str) -> TestResult<TestPki> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -474,7 +472,7 @@ fn test_pki(ca_name: &str) -> Result<TestPki, Box<dyn StdError>> {
     })
 }
 
-fn client_config_trusting(ca: CertificateDer<'static>) -> Result<Arc<ClientConfig>, Box<dyn StdError>> {
+fn client_config_trusting(ca: CertificateDer<'static>) -> TestResult<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.add(ca)?;
     let config = ClientConfig::builder_with_provider(async_rdp::tls::crypto_provider())
@@ -484,7 +482,7 @@ fn client_config_trusting(ca: CertificateDer<'static>) -> Result<Arc<ClientConfi
     Ok(Arc::new(config))
 }
 
-fn acceptor(pki: TestPki) -> Result<TlsAcceptor, Box<dyn StdError>> {
+fn acceptor(pki: TestPki) -> TestResult<TlsAcceptor> {
     let mut config = ServerConfig::builder_with_provider(async_rdp::tls::crypto_provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -15,12 +15,11 @@ use std::sync::mpsc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_rdp::{connect, net, runtime, ClientConfig, Error, ErrorKind, Event, Timeouts};
+use async_rdp::{connect, net, runtime, ClientConfig, Error, ErrorKind, Timeouts};
+use async_rdp_demo_server::testing::{client_config_for, first_graphics, TestResult};
 use futures::{AsyncReadExt, AsyncWriteExt};
 
 const ROLE: &str = "ASYNC_RDP_LOCAL_RUNTIME_ROLE";
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 // ---------------------------------------------------------------------------------------------
 // 1. A whole session on one OS thread.
@@ -50,7 +49,7 @@ struct ServerChild {
 }
 
 impl ServerChild {
-    fn spawn() -> Result<Self, Box<dyn std::error::Error>> {
+    fn spawn() -> TestResult<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["--exact", "server_child", "--nocapture", "--test-threads=1"])
             .env(ROLE, "server")
@@ -95,7 +94,7 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_hex(hex: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+fn from_hex(hex: &str) -> TestResult<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return Err("odd-length hex".into());
     }
@@ -165,11 +164,8 @@ fn a_session_in_the_runtime_uses_one_thread() -> TestResult {
 fn measure_session() -> TestResult {
     let before = threads()?;
     let server = ServerChild::spawn()?;
-    let defaults = async_rdp_demo_server::Config::default();
-    let config = ClientConfig::new(&defaults.username, defaults.password.as_str())
-        .with_trust(async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(
-            &server.certificate.clone().into(),
-        )]))
+    let certificate = rustls::pki_types::CertificateDer::from(server.certificate.clone());
+    let config = client_config_for(&async_rdp_demo_server::Config::default(), &certificate)
         // Runs the session's resettable idle timer too.
         .with_timeouts(Timeouts::default().with(async_rdp::Phase::Session, Duration::from_secs(30)));
 
@@ -179,17 +175,10 @@ fn measure_session() -> TestResult {
             .await
             .map_err(|e| format!("connect: {}", async_rdp::report(&e)))?;
         samples.push(("connected", threads()?));
-        loop {
-            match session
-                .next_event()
-                .await
-                .map_err(|e| format!("session: {}", async_rdp::report(&e)))?
-            {
-                Event::Graphics(_) => break,
-                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-                _ => {}
-            }
-        }
+        // No async-std timeout here: its timer would run on async-io's reactor thread.
+        first_graphics(&mut session, None)
+            .await
+            .map_err(|e| format!("session: {}", async_rdp::report(&*e)))?;
         samples.push(("first graphics update", threads()?));
         // The demo server, in its own process here, closes right after our Disconnect Provider
         // Ultimatum without reading our close_notify, so its kernel may reset the connection;
@@ -199,7 +188,7 @@ fn measure_session() -> TestResult {
             .await
             .map_err(|e| format!("shutdown: {}", async_rdp::report(&e)))?;
         samples.push(("shut down", threads()?));
-        Ok::<(), Box<dyn std::error::Error>>(())
+        TestResult::Ok(())
     })?;
     let after = threads()?;
     drop(server);
@@ -443,7 +432,7 @@ fn runtime_streams_carry_bytes_over_ipv4_and_ipv6() -> TestResult {
             let (written, read) = futures::join!(write, read);
             written?;
             read?;
-            Ok::<_, Box<dyn std::error::Error>>(received)
+            TestResult::Ok(received)
         })?;
         echo.join().map_err(|_| "the echo thread panicked")??;
         assert!(received == sent, "{bind}: the echo differs");

@@ -4,30 +4,19 @@
 
 use std::time::{Duration, Instant};
 
+use async_rdp::connect;
 use async_rdp::ironrdp_connector::DesktopSize;
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
-use async_rdp::{connect, ClientConfig, Event};
+use async_rdp_demo_server::testing::{client_config, first_graphics, TestResult};
 use async_rdp_demo_server::{Config, DemoServer};
 use futures::FutureExt;
 
 const SESSIONS: usize = 50;
 
-type BoxError = Box<dyn std::error::Error>;
-
-async fn one(server: &DemoServer) -> Result<Duration, BoxError> {
+async fn one(server: &DemoServer) -> TestResult<Duration> {
     let started = Instant::now();
-    let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
-        .with_desktop_size(320, 200)
-        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
+    let config = client_config(server).with_desktop_size(320, 200);
     let mut session = connect(&server.local_addr()?.to_string(), config).await?;
-    loop {
-        match session.next_event().await? {
-            Event::Graphics(_) => break,
-            Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-            _ => {}
-        }
-    }
+    first_graphics(&mut session, None).await?;
     let first_frame = started.elapsed();
     session.shutdown(Duration::from_secs(10)).await?;
     assert!(session.is_closed());
@@ -35,7 +24,7 @@ async fn one(server: &DemoServer) -> Result<Duration, BoxError> {
 }
 
 #[test]
-fn fifty_sessions_on_one_thread() -> Result<(), BoxError> {
+fn fifty_sessions_on_one_thread() -> TestResult {
     async_std::task::block_on(async {
         let mut servers = Vec::new();
         for _ in 0..SESSIONS {

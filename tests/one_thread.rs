@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
-use async_rdp::{connect, ClientConfig, Event};
+use async_rdp::connect;
+use async_rdp_demo_server::testing::{client_config, first_graphics, TestResult};
 use async_rdp_demo_server::{Config, DemoServer};
 use futures::FutureExt;
 
@@ -19,22 +18,15 @@ fn threads() -> std::io::Result<usize> {
 
 /// One full session against the in-process demo server: connect with NLA, wait for the first
 /// graphics update, shut down.
-async fn one_session() -> Result<(), Box<dyn std::error::Error>> {
+async fn one_session() -> TestResult {
     let server = DemoServer::bind(Config::default()).await?;
     let addr = server.local_addr()?.to_string();
-    let config = ClientConfig::new(&server.config().username, server.config().password.as_str())
-        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]));
+    let config = client_config(&server);
     let client = async {
         let mut session = connect(&addr, config).await?;
-        loop {
-            match session.next_event().await? {
-                Event::Graphics(_) => break,
-                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-                _ => {}
-            }
-        }
+        first_graphics(&mut session, None).await?;
         session.shutdown(Duration::from_secs(5)).await?;
-        Ok::<(), Box<dyn std::error::Error>>(())
+        TestResult::Ok(())
     }
     .fuse();
     let serving = server.serve_forever().fuse();
@@ -46,7 +38,7 @@ async fn one_session() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[test]
-fn a_session_creates_no_thread() -> Result<(), Box<dyn std::error::Error>> {
+fn a_session_creates_no_thread() -> TestResult {
     // async-io starts its one reactor thread the first time a socket is used, whatever runs
     // the futures; start it here so that what follows measures the session alone.
     futures::executor::block_on(async { async_std::net::TcpListener::bind("127.0.0.1:0").await })?;

@@ -4,19 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
 use async_rdp::{connect, reconnect, Backoff, ClientConfig, DisconnectReason, ErrorKind, Event, Timeouts};
+use async_rdp_demo_server::testing::{
+    alongside, block_on, client_config, first_graphics, reporting_failure, run, BoxError, TestResult, EVENT_TIMEOUT,
+};
 use async_rdp_demo_server::{Command, Config, DemoServer, Security, ServerEvent};
 use futures::channel::mpsc::unbounded;
-use futures::{FutureExt, StreamExt};
-
-type BoxError = Box<dyn std::error::Error>;
-
-fn client_config(server: &DemoServer) -> ClientConfig {
-    ClientConfig::new(&server.config().username, server.config().password.as_str())
-        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]))
-}
+use futures::StreamExt;
 
 fn quick_backoff(attempts: u32) -> Backoff {
     Backoff {
@@ -28,65 +22,40 @@ fn quick_backoff(attempts: u32) -> Backoff {
     }
 }
 
-/// Waits for the first graphics update (10 s at most).
-async fn first_frame(session: &mut async_rdp::ClientSession) -> Result<(), BoxError> {
-    loop {
-        match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
-            Event::Graphics(_) => return Ok(()),
-            Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-            _ => {}
-        }
-    }
-}
-
 #[test]
-fn a_silent_server_trips_the_idle_timeout() -> Result<(), BoxError> {
-    async_std::task::block_on(async {
-        // No animation: after the first frame the server sends nothing at all.
-        let server = DemoServer::bind(Config {
-            security: Security::Tls,
-            ..Config::default()
-        })
-        .await?;
-        let addr = server.local_addr()?.to_string();
-        let (events, _event_rx) = unbounded();
-        let (_commands, command_rx) = unbounded();
-        let serving = server.serve_one(events, command_rx);
-        let client = async {
-            let idle = Duration::from_millis(400);
-            let config = client_config(&server)
-                .with_security(async_rdp::Security::Tls)
-                .with_timeouts(Timeouts::default().with(async_rdp::Phase::Session, idle));
-            let mut session = connect(&addr, config).await?;
-            first_frame(&mut session).await?;
-            let started = Instant::now();
-            let err = loop {
-                match session.next_event().await {
-                    Ok(Event::Disconnected(reason)) => return Err(format!("disconnected: {reason:?}").into()),
-                    Ok(_) => {}
-                    Err(e) => break e,
-                }
-            };
-            let waited = started.elapsed();
-            assert_eq!(err.kind(), ErrorKind::Timeout, "{}", async_rdp::report(&err));
-            assert_eq!(err.phase(), Some(async_rdp::Phase::Session));
-            assert!(waited < idle + Duration::from_secs(2), "timed out after {waited:?}");
-            Ok::<_, BoxError>(())
-        };
-        // Boxed: in a debug build the session futures are too large for a test thread's stack.
-        let (mut serving, mut client) = (Box::pin(serving.fuse()), Box::pin(client.fuse()));
-        loop {
-            futures::select! {
-                result = client => return result,
-                _ = serving => {}
+fn a_silent_server_trips_the_idle_timeout() -> TestResult {
+    // No animation: after the first frame the server sends nothing at all.
+    let config = Config {
+        security: Security::Tls,
+        ..Config::default()
+    };
+    run(config, |server| async move {
+        let idle = Duration::from_millis(400);
+        let config = server
+            .client_config()
+            .with_security(async_rdp::Security::Tls)
+            .with_timeouts(Timeouts::default().with(async_rdp::Phase::Session, idle));
+        let mut session = connect(server.addr(), config).await?;
+        first_graphics(&mut session, Some(EVENT_TIMEOUT)).await?;
+        let started = Instant::now();
+        let err = loop {
+            match session.next_event().await {
+                Ok(Event::Disconnected(reason)) => return Err(format!("disconnected: {reason:?}").into()),
+                Ok(_) => {}
+                Err(e) => break e,
             }
-        }
+        };
+        let waited = started.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{}", async_rdp::report(&err));
+        assert_eq!(err.phase(), Some(async_rdp::Phase::Session));
+        assert!(waited < idle + Duration::from_secs(2), "timed out after {waited:?}");
+        Ok(())
     })
 }
 
 #[test]
-fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<(), BoxError> {
-    async_std::task::block_on(async {
+fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> TestResult {
+    block_on(Duration::from_secs(30), async {
         let server = DemoServer::bind(Config::default()).await?;
         let addr = server.local_addr()?.to_string();
         let (cookie_tx, mut cookies) = unbounded();
@@ -109,7 +78,7 @@ fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<
         let client = async {
             let config = client_config(&server);
             let mut session = connect(&addr, config.clone()).await?;
-            first_frame(&mut session).await?;
+            first_graphics(&mut session, Some(EVENT_TIMEOUT)).await?;
             // Wait until the server has sent its cookie, then have it drop the connection.
             while session.auto_reconnect_cookie().is_none() {
                 session.next_event().await?;
@@ -123,7 +92,7 @@ fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<
                 }
             }
             let mut again = reconnect(&addr, &config, &session, &quick_backoff(5)).await?;
-            first_frame(&mut again).await?;
+            first_graphics(&mut again, Some(EVENT_TIMEOUT)).await?;
             assert_eq!(cookies.next().await, Some(false), "the first logon carries no cookie");
             assert_eq!(
                 cookies.next().await,
@@ -134,22 +103,12 @@ fn reconnects_with_the_cookie_after_the_server_drops_the_connection() -> Result<
             Ok::<_, BoxError>(())
         };
 
-        // Boxed: in a debug build the session futures are too large for a test thread's stack.
-        let (mut serving, mut client) = (Box::pin(serving.fuse()), Box::pin(client.fuse()));
-        let both = async {
-            loop {
-                futures::select! {
-                    result = client => return result,
-                    result = serving => if let Err(e) = result { eprintln!("server: {e}") },
-                }
-            }
-        };
-        async_std::future::timeout(Duration::from_secs(30), both).await?
+        alongside(reporting_failure(serving), client).await
     })
 }
 
 #[test]
-fn gives_up_after_the_budget_with_the_last_error() -> Result<(), BoxError> {
+fn gives_up_after_the_budget_with_the_last_error() -> TestResult {
     async_std::task::block_on(async {
         // A port that was just free: nothing listens there.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

@@ -16,18 +16,15 @@ use async_rdp::framing::{LocalFramed, Prefixed};
 use async_rdp::tls;
 use async_rdp::trust::Fingerprint;
 use async_rdp::{connect, ClientConfig, ErrorKind, Event, MouseButton, Trust};
+use async_rdp_demo_server::testing::{block_on, pinned, wait_for_event, Serving, TestResult};
 use async_rdp_demo_server::{Command, Config, DemoServer, Security, ServerEvent};
 use async_std::net::{TcpListener, TcpStream};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver};
 use futures::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use futures::{pin_mut, select, FutureExt as _, StreamExt as _};
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use ironrdp_connector::DesktopSize;
 use log::Level;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-
-type BoxError = Box<dyn std::error::Error>;
-type TestResult = Result<(), BoxError>;
 
 /// The password every test hands the client: distinctive, so that any copy of it is found.
 const PASSWORD: &str = "Sekr1t-Passw0rd-xyzzy";
@@ -39,13 +36,8 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs a test body on this thread, bounded by 60 s.
-fn run(test: impl Future<Output = TestResult>) -> TestResult {
-    // On the heap: a debug build copies a future through every layer of `block_on`, and the
-    // client, server and proxy futures together would overflow a test thread's stack.
-    let test = Box::pin(test);
-    async_std::task::block_on(async { async_std::future::timeout(Duration::from_secs(60), test).await? })
-}
+/// How long a test body may take.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 // --- Log capture, with each record attributed to the side of the connection that logged it ---
 
@@ -177,40 +169,19 @@ type ServerEnd = Option<async_rdp::Result<()>>;
 
 /// Runs `client` (given the server's event reports) against `server` on this thread; then
 /// gives the server 10 s to finish.
-async fn against<F, Fut, T>(server: &DemoServer, client: F) -> Result<(T, ServerEnd), BoxError>
+async fn against<F, Fut, T>(server: &DemoServer, client: F) -> TestResult<(T, ServerEnd)>
 where
     F: FnOnce(UnboundedReceiver<ServerEvent>) -> Fut,
     Fut: Future<Output = T>,
 {
     let (events, reported) = unbounded();
     let (_commands, received) = unbounded::<Command>();
-    let serving = on_side(Side::Server, server.serve_one(events, received)).fuse();
-    let client = client(reported).fuse();
-    pin_mut!(serving, client);
-    let mut server_end = None;
-    let client_end = loop {
-        select! {
-            result = client => break result,
-            result = serving => server_end = Some(result),
-        }
-    };
-    if server_end.is_none() {
-        server_end = async_std::future::timeout(Duration::from_secs(10), serving).await.ok();
-    }
+    let mut serving = Serving::new(on_side(Side::Server, server.serve_one(events, received)));
+    let client_end = serving.alongside(client(reported)).await;
+    let server_end = async_std::future::timeout(Duration::from_secs(10), serving.finish())
+        .await
+        .ok();
     Ok((client_end, server_end))
-}
-
-/// The next server report that `pick` accepts, within 10 s.
-async fn wait_for(events: &mut UnboundedReceiver<ServerEvent>, pick: impl Fn(&ServerEvent) -> bool) -> TestResult {
-    let wait = async {
-        while let Some(event) = events.next().await {
-            if pick(&event) {
-                return Ok(());
-            }
-        }
-        Err::<(), BoxError>("the demo server stopped reporting".into())
-    };
-    async_std::future::timeout(Duration::from_secs(10), wait).await?
 }
 
 fn server_config(security: Security, password: &str) -> Config {
@@ -228,7 +199,7 @@ fn server_config(security: Security, password: &str) -> Config {
 fn client_config(server: &DemoServer) -> ClientConfig {
     ClientConfig::new(&server.config().username, PASSWORD)
         .with_desktop_size(640, 400)
-        .with_trust(Trust::pinned([Fingerprint::of(server.certificate())]))
+        .with_trust(pinned(server.certificate()))
 }
 
 /// A whole session: connect, a few graphics updates, some input (seen by the server), a
@@ -237,7 +208,7 @@ async fn full_session(
     addr: &str,
     config: ClientConfig,
     mut events: UnboundedReceiver<ServerEvent>,
-) -> Result<String, BoxError> {
+) -> TestResult<String> {
     let mut session = connect(addr, config).await?;
     let mut graphics = 0;
     while graphics < 3 {
@@ -255,13 +226,13 @@ async fn full_session(
     session.mouse_button(MouseButton::Left, async_rdp::ButtonState::Down)?;
     session.mouse_button(MouseButton::Left, async_rdp::ButtonState::Up)?;
     session.flush().await?;
-    wait_for(&mut events, |e| {
-        matches!(e, ServerEvent::MouseButton { pressed: false, .. })
+    wait_for_event(&mut events, |e| {
+        matches!(e, ServerEvent::MouseButton { pressed: false, .. }).then_some(())
     })
     .await?;
     let debug = format!("{session:?}");
     session.shutdown(Duration::from_secs(5)).await?;
-    wait_for(&mut events, |e| matches!(e, ServerEvent::Disconnected)).await?;
+    wait_for_event(&mut events, |e| matches!(e, ServerEvent::Disconnected).then_some(())).await?;
     Ok(debug)
 }
 
@@ -276,10 +247,10 @@ struct Observed {
     records: Vec<Captured>,
 }
 
-fn observe_sessions() -> Result<Observed, BoxError> {
+fn observe_sessions() -> TestResult<Observed> {
     capture_everything();
     let mut printed = Vec::new();
-    let outcome = run(async {
+    let outcome = block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(server_config(Security::Nla, PASSWORD)).await?;
         let addr = server.local_addr()?.to_string();
         let config = client_config(&server);
@@ -373,7 +344,7 @@ fn the_password_never_appears_in_any_log_record() -> TestResult {
 // --- A man in the middle that the client trusts ---
 
 /// A self-signed certificate and key for the proxy, made with rcgen.
-fn proxy_identity() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), BoxError> {
+fn proxy_identity() -> TestResult<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
     let key = rcgen::KeyPair::generate()?;
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
     Ok((
@@ -424,8 +395,8 @@ async fn man_in_the_middle(
     let (client_tcp, leftover) = from_client.into_inner();
     let client_tls = acceptor.accept(Prefixed::new(client_tcp, leftover)).await?;
     let (server_tcp, leftover) = to_server.into_inner();
-    let pinned = Trust::pinned([Fingerprint::of(&server_certificate)]).verifier(&"127.0.0.1".parse()?)?;
-    let connector = TlsConnector::from(Arc::new(tls::client_config(pinned)?));
+    let verifier = pinned(&server_certificate).verifier(&"127.0.0.1".parse()?)?;
+    let connector = TlsConnector::from(Arc::new(tls::client_config(verifier)?));
     let server_tls = connector
         .connect(ServerName::try_from("127.0.0.1")?, Prefixed::new(server_tcp, leftover))
         .await?;
@@ -458,7 +429,7 @@ struct ThroughProxy {
 async fn through_proxy(
     server: &DemoServer,
     config: impl FnOnce(Fingerprint) -> ClientConfig,
-) -> Result<ThroughProxy, BoxError> {
+) -> TestResult<ThroughProxy> {
     let (certificate, key) = proxy_identity()?;
     let config = config(Fingerprint::of(&certificate));
     let tls_config = rustls::ServerConfig::builder_with_provider(tls::crypto_provider())
@@ -517,7 +488,7 @@ fn contains_secret(bytes: &[u8], secret: &str) -> bool {
 #[test]
 fn a_trusted_man_in_the_middle_cannot_pass_nla() -> TestResult {
     let _turn = serial();
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         // NLA. The client is made to trust the proxy's certificate (a pin, as a careless user
         // would accept it); TLS to the proxy succeeds. But CredSSP binds the authentication to
         // the public key of the certificate the client verified, the proxy's: the server

@@ -1,91 +1,12 @@
 //! End-to-end: `connect` and `Session` against the demo server over real loopback TCP and
 //! real TLS, client and server on one thread.
 
-use std::future::Future;
 use std::time::Duration;
 
-use async_rdp::trust::Fingerprint;
-use async_rdp::Trust;
-use async_rdp::{
-    connect, connect_with_timings, ClientConfig, ClientSession, DisconnectReason, ErrorKind, Event, MouseButton,
-};
-use async_rdp_demo_server::{animated_region, pattern_pixel, Command, Config, DemoServer, Security, ServerEvent};
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
-use futures::{FutureExt, StreamExt};
-
-type BoxError = Box<dyn std::error::Error>;
-type TestResult = Result<(), BoxError>;
-
-/// The test's side of the demo server: what it reports, and a way to command it.
-struct Server {
-    events: UnboundedReceiver<ServerEvent>,
-    commands: UnboundedSender<Command>,
-    addr: String,
-    config: Config,
-    certificate: rustls::pki_types::CertificateDer<'static>,
-}
-
-impl Server {
-    fn client_config(&self) -> ClientConfig {
-        ClientConfig::new(&self.config.username, self.config.password.as_str())
-            .with_trust(Trust::pinned([Fingerprint::of(&self.certificate)]))
-    }
-
-    /// The next server event that `pick` accepts, skipping others, within 10 s.
-    async fn wait_for<T>(&mut self, mut pick: impl FnMut(&ServerEvent) -> Option<T>) -> Result<T, BoxError> {
-        let wait = async {
-            while let Some(event) = self.events.next().await {
-                if let Some(found) = pick(&event) {
-                    return Ok(found);
-                }
-            }
-            Err::<T, BoxError>("demo server stopped reporting".into())
-        };
-        async_std::future::timeout(Duration::from_secs(10), wait).await?
-    }
-
-    fn command(&self, command: Command) -> TestResult {
-        self.commands.unbounded_send(command)?;
-        Ok(())
-    }
-}
-
-/// Runs `client` against a fresh demo server on this thread; the server is dropped when the
-/// client is done. The whole test is bounded by 30 s.
-fn run<F, Fut>(config: Config, client: F) -> TestResult
-where
-    F: FnOnce(Server) -> Fut,
-    Fut: Future<Output = TestResult>,
-{
-    async_std::task::block_on(async {
-        let server = DemoServer::bind(config.clone()).await?;
-        let (event_tx, event_rx) = unbounded();
-        let (command_tx, command_rx) = unbounded();
-        let handle = Server {
-            events: event_rx,
-            commands: command_tx,
-            addr: server.local_addr()?.to_string(),
-            config,
-            certificate: server.certificate().clone(),
-        };
-        let serving = server.serve_one(event_tx, command_rx).fuse();
-        let client = client(handle).fuse();
-        futures::pin_mut!(serving, client);
-        let both = async {
-            loop {
-                futures::select! {
-                    result = client => return result,
-                    result = serving => {
-                        if let Err(e) = result {
-                            eprintln!("demo server ended with: {}", async_rdp::report(&e));
-                        }
-                    }
-                }
-            }
-        };
-        async_std::future::timeout(Duration::from_secs(30), both).await?
-    })
-}
+use async_rdp::{connect, connect_with_timings, ClientConfig, DisconnectReason, ErrorKind, Event, MouseButton};
+use async_rdp_demo_server::testing::{first_mismatch, pinned, run, wait_for_pattern, TestResult};
+use async_rdp_demo_server::{Command, Config, Security, ServerEvent};
+use futures::FutureExt;
 
 fn config(security: Security) -> Config {
     Config {
@@ -94,58 +15,11 @@ fn config(security: Security) -> Config {
     }
 }
 
-/// Reads events until the session has been quiet for a moment, then checks that the
-/// framebuffer shows the demo pattern everywhere outside the animated region; retries until it
-/// does, or fails after 10 s with the first differing pixel.
-async fn wait_for_pattern(session: &mut ClientSession) -> TestResult {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        drain_until_quiet(session, Duration::from_millis(200)).await?;
-        let Some((x, y, got, want)) = first_mismatch(session) else {
-            return Ok(());
-        };
-        if std::time::Instant::now() > deadline {
-            return Err(format!("pixel ({x},{y}) is {got:?}, the server drew {want:?}").into());
-        }
-    }
-}
-
-/// Processes events until none has come for `quiet`.
-async fn drain_until_quiet(session: &mut ClientSession, quiet: Duration) -> TestResult {
-    loop {
-        match async_std::future::timeout(quiet, session.next_event()).await {
-            Err(_) => return Ok(()),
-            Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
-        }
-    }
-}
-
-#[expect(clippy::type_complexity, reason = "a test helper's tuple")]
-fn first_mismatch(session: &ClientSession) -> Option<(u16, u16, Option<[u8; 4]>, [u8; 4])> {
-    let fb = session.framebuffer();
-    let skip = animated_region(fb.width, fb.height);
-    for y in 0..fb.height {
-        for x in 0..fb.width {
-            if (skip.left..=skip.right).contains(&x) && (skip.top..=skip.bottom).contains(&y) {
-                continue;
-            }
-            let want = pattern_pixel(x, y, fb.width, fb.height);
-            let got = fb.pixel(x, y);
-            if got != Some(want) {
-                return Some((x, y, got, want));
-            }
-        }
-    }
-    None
-}
-
 #[test]
 fn tls_session_shows_exactly_what_the_server_drew() -> TestResult {
     run(config(Security::Tls), |mut server| async move {
         let config = server.client_config().with_security(async_rdp::Security::Tls);
-        let (mut session, timings) = connect_with_timings(&server.addr, config).await?;
+        let (mut session, timings) = connect_with_timings(server.addr(), config).await?;
         assert!(timings[async_rdp::Phase::Nla].is_none(), "TLS-only: no NLA phase");
         server
             .wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()))
@@ -160,7 +34,7 @@ fn tls_session_shows_exactly_what_the_server_drew() -> TestResult {
 #[test]
 fn nla_session_shows_exactly_what_the_server_drew() -> TestResult {
     run(config(Security::Nla), |mut server| async move {
-        let (mut session, timings) = connect_with_timings(&server.addr, server.client_config()).await?;
+        let (mut session, timings) = connect_with_timings(server.addr(), server.client_config()).await?;
         assert!(timings[async_rdp::Phase::Nla].is_some(), "NLA was negotiated and timed");
         server
             .wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()))
@@ -173,9 +47,9 @@ fn nla_session_shows_exactly_what_the_server_drew() -> TestResult {
 #[test]
 fn wrong_password_is_an_authentication_error() -> TestResult {
     run(config(Security::Nla), |server| async move {
-        let config = ClientConfig::new(&server.config.username, "wrong-password")
-            .with_trust(Trust::pinned([Fingerprint::of(&server.certificate)]));
-        let err = connect(&server.addr, config)
+        let config =
+            ClientConfig::new(&server.config().username, "wrong-password").with_trust(pinned(server.certificate()));
+        let err = connect(server.addr(), config)
             .await
             .err()
             .ok_or("connected with a wrong password")?;
@@ -191,8 +65,8 @@ fn untrusted_certificate_fails_in_the_tls_phase() -> TestResult {
         // Known hosts that refuse newcomers, in a file of this test's own.
         let file = std::env::temp_dir().join(format!("async-rdp-untrusted-{}", std::process::id()));
         let trust = async_rdp::Trust::known_hosts_at(&file).on_first_use(async_rdp::OnFirstUse::Refuse);
-        let config = ClientConfig::new(&server.config.username, server.config.password.as_str()).with_trust(trust);
-        let err = connect(&server.addr, config)
+        let config = server.client_config().with_trust(trust);
+        let err = connect(server.addr(), config)
             .await
             .err()
             .ok_or("connected to an untrusted server")?;
@@ -206,7 +80,7 @@ fn untrusted_certificate_fails_in_the_tls_phase() -> TestResult {
 fn logon_complete_and_auto_reconnect_cookie() -> TestResult {
     run(config(Security::Nla), |_server| async move {
         let mut server = _server;
-        let mut session = connect(&server.addr, server.client_config()).await?;
+        let mut session = connect(server.addr(), server.client_config()).await?;
         let mut logon = false;
         while !logon || session.auto_reconnect_cookie().is_none() {
             match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
@@ -226,7 +100,7 @@ fn logon_complete_and_auto_reconnect_cookie() -> TestResult {
 fn resize_rebuilds_the_framebuffer() -> TestResult {
     run(config(Security::Tls), |mut server| async move {
         let config = server.client_config().with_security(async_rdp::Security::Tls);
-        let mut session = connect(&server.addr, config).await?;
+        let mut session = connect(server.addr(), config).await?;
         wait_for_pattern(&mut session).await?;
         server.command(Command::Resize {
             width: 800,
@@ -264,7 +138,7 @@ fn resize_rebuilds_the_framebuffer() -> TestResult {
 #[test]
 fn input_arrives_with_the_right_values() -> TestResult {
     run(config(Security::Nla), |mut server| async move {
-        let mut session = connect(&server.addr, server.client_config()).await?;
+        let mut session = connect(server.addr(), server.client_config()).await?;
         session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Down)?; // 'A' down
         session.key(async_rdp::Scancode::new(0x1E), async_rdp::KeyState::Up)?;
         session.key(async_rdp::Scancode::extended(0x4B), async_rdp::KeyState::Down)?; // extended left arrow
@@ -356,7 +230,7 @@ fn input_arrives_with_the_right_values() -> TestResult {
 fn full_redraw_request_reaches_the_server() -> TestResult {
     run(config(Security::Tls), |mut server| async move {
         let mut session = connect(
-            &server.addr,
+            server.addr(),
             server.client_config().with_security(async_rdp::Security::Tls),
         )
         .await?;
@@ -372,7 +246,7 @@ fn full_redraw_request_reaches_the_server() -> TestResult {
 #[test]
 fn graceful_shutdown() -> TestResult {
     run(config(Security::Nla), |mut server| async move {
-        let mut session = connect(&server.addr, server.client_config()).await?;
+        let mut session = connect(server.addr(), server.client_config()).await?;
         session.shutdown(Duration::from_secs(5)).await?;
         assert!(session.is_closed());
         server
@@ -391,7 +265,7 @@ fn graceful_shutdown() -> TestResult {
 fn server_dropping_the_connection_is_a_disconnect_event() -> TestResult {
     run(config(Security::Tls), |server| async move {
         let mut session = connect(
-            &server.addr,
+            server.addr(),
             server.client_config().with_security(async_rdp::Security::Tls),
         )
         .await?;
@@ -410,7 +284,7 @@ fn server_dropping_the_connection_is_a_disconnect_event() -> TestResult {
 fn server_disconnect_reports_its_reason() -> TestResult {
     run(config(Security::Tls), |server| async move {
         let mut session = connect(
-            &server.addr,
+            server.addr(),
             server.client_config().with_security(async_rdp::Security::Tls),
         )
         .await?;
@@ -433,7 +307,7 @@ fn next_event_is_cancel_safe_in_a_select() -> TestResult {
     run(config(Security::Tls), |_server| async move {
         let server = _server;
         let mut session = connect(
-            &server.addr,
+            server.addr(),
             server.client_config().with_security(async_rdp::Security::Tls),
         )
         .await?;

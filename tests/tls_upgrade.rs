@@ -4,7 +4,6 @@
 //! test's one task, and everything that could wait forever is bounded by a timeout, so a broken
 //! upgrade fails the test instead of hanging it.
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use async_rdp::framing::{LocalFramed, Prefixed};
 use async_rdp::tls;
 use async_rdp::ErrorKind;
+use async_rdp_demo_server::testing::{pinned, TestResult};
 use async_std::net::{TcpListener, TcpStream};
 use bytes::BytesMut;
 use futures::future::join;
@@ -22,9 +22,6 @@ use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion, ServerConfig, SupportedProtocolVersion};
-
-type TestResult = Result<(), Box<dyn StdError>>;
-type BoxResult<T> = Result<T, Box<dyn StdError>>;
 
 const LOOPBACK: &str = "127.0.0.1:0";
 const SERVER_NAME: &str = "127.0.0.1";
@@ -63,13 +60,13 @@ impl Identity {
 
     /// Trusts this certificate and no other.
     fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
-        async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(&self.certificate)])
+        pinned(&self.certificate)
             .verifier(&async_rdp::Target::new("127.0.0.1", 3389))
             .expect("a pinned verifier")
     }
 }
 
-fn server_config(identity: &Identity, versions: &[&'static SupportedProtocolVersion]) -> BoxResult<ServerConfig> {
+fn server_config(identity: &Identity, versions: &[&'static SupportedProtocolVersion]) -> TestResult<ServerConfig> {
     let config = ServerConfig::builder_with_provider(tls::crypto_provider())
         .with_protocol_versions(versions)?
         .with_no_client_auth()
@@ -80,7 +77,7 @@ fn server_config(identity: &Identity, versions: &[&'static SupportedProtocolVers
     Ok(config)
 }
 
-fn acceptor(identity: &Identity, versions: &[&'static SupportedProtocolVersion]) -> BoxResult<TlsAcceptor> {
+fn acceptor(identity: &Identity, versions: &[&'static SupportedProtocolVersion]) -> TestResult<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(server_config(identity, versions)?)))
 }
 
@@ -150,7 +147,7 @@ async fn upgrade_returns_certificate_and_public_key() -> TestResult {
         let framed = LocalFramed::new(tcp);
         let mut upgraded = tls::upgrade(framed, SERVER_NAME, identity.verifier()).await?;
         let got = client_exchange(&mut upgraded.stream, &request, reply.len()).await?;
-        BoxResult::Ok((upgraded.server_certificate, upgraded.server_public_key, got))
+        TestResult::Ok((upgraded.server_certificate, upgraded.server_public_key, got))
     };
     let (server, client) = bounded(PROMPT, "upgrade and exchange", join(server, client)).await?;
     let (certificate, public_key, got_reply) = client?;
@@ -217,13 +214,13 @@ struct PipelinedServer {
     leftover: Vec<u8>,
     client_hello_len: usize,
     /// The handshake over the replaying stream and the exchange after it.
-    tls: BoxResult<Vec<u8>>,
+    tls: TestResult<Vec<u8>>,
 }
 
 /// A client pipelines an X.224 Connection Request with its ClientHello; the server reads the
 /// request through a `Framed`, then accepts TLS over the stream, replaying what the `Framed`
 /// read ahead if `replay` is set, or dropping it if not.
-async fn pipelined_request_and_client_hello(replay: bool) -> BoxResult<(PipelinedServer, BoxResult<Vec<u8>>)> {
+async fn pipelined_request_and_client_hello(replay: bool) -> TestResult<(PipelinedServer, TestResult<Vec<u8>>)> {
     let identity = Identity::generate()?;
     let acceptor = acceptor(&identity, ALL_VERSIONS)?;
     let connector = TlsConnector::from(Arc::new(tls::client_config(identity.verifier())?));
@@ -248,11 +245,11 @@ async fn pipelined_request_and_client_hello(replay: bool) -> BoxResult<(Pipeline
                 "the handshake consumed the whole replayed prefix"
             );
             let got = server_exchange(&mut tls, request.len(), &reply).await?;
-            BoxResult::Ok(got)
+            TestResult::Ok(got)
         })
         .await;
         // Dropping the stream here (also after a timeout) ends the client's wait.
-        BoxResult::Ok(PipelinedServer {
+        TestResult::Ok(PipelinedServer {
             request: frame.to_vec(),
             leftover,
             client_hello_len,
@@ -265,7 +262,7 @@ async fn pipelined_request_and_client_hello(replay: bool) -> BoxResult<(Pipeline
         tcp.flush().await?;
         let mut tls = connector.connect(ServerName::try_from(SERVER_NAME)?, tcp).await?;
         let got = client_exchange(&mut tls, &request, reply.len()).await?;
-        BoxResult::Ok(got)
+        TestResult::Ok(got)
     };
     let (server, client) = bounded(2 * PROMPT, "pipelined scenario", join(server, client)).await?;
     let server = server?;
@@ -343,7 +340,7 @@ async fn leftover_garbage_is_never_plaintext() -> TestResult {
             tls::upgrade(framed, SERVER_NAME, identity.verifier()),
         )
         .await;
-        BoxResult::Ok(result)
+        TestResult::Ok(result)
     };
     let (server, client) = bounded(PROMPT, "garbage scenario", join(server, client)).await?;
     let received = server?;
@@ -411,7 +408,7 @@ async fn tls12_and_tls13_both_work() -> TestResult {
             let mut upgraded = tls::upgrade(LocalFramed::new(tcp), SERVER_NAME, identity.verifier()).await?;
             let version = upgraded.stream.get_ref().1.protocol_version();
             let got = client_exchange(&mut upgraded.stream, &request, reply.len()).await?;
-            BoxResult::Ok((version, upgraded.server_public_key, got))
+            TestResult::Ok((version, upgraded.server_public_key, got))
         };
         let (server, client) = bounded(PROMPT, "version scenario", join(server, client)).await?;
         let (server_version, got_request) = server?;
@@ -429,7 +426,7 @@ async fn handshake_kinds(
     listener: &TcpListener,
     acceptor: &TlsAcceptor,
     config: &Arc<ClientConfig>,
-) -> BoxResult<(Option<HandshakeKind>, Option<HandshakeKind>)> {
+) -> TestResult<(Option<HandshakeKind>, Option<HandshakeKind>)> {
     let addr = listener.local_addr()?;
     let server = async {
         let (tcp, _) = listener.accept().await?;
@@ -448,7 +445,7 @@ async fn handshake_kinds(
         client_exchange(&mut upgraded.stream, &[7; 100], 5).await?;
         let mut rest = Vec::new();
         upgraded.stream.read_to_end(&mut rest).await?;
-        BoxResult::Ok(kind)
+        TestResult::Ok(kind)
     };
     let (server, client) = bounded(PROMPT, "handshake", join(server, client)).await?;
     Ok((server?, client?))

@@ -5,7 +5,6 @@
 //! Every test uses a known-hosts file of its own under the temporary directory, never the real
 //! `$HOME`.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,24 +13,17 @@ use std::time::Duration;
 use async_rdp::trust::{read_known_hosts, FirstContact};
 use async_rdp::trust::{Fingerprint, Refusal};
 use async_rdp::{connect, ClientConfig, ClientSession, Error, ErrorKind, OnFirstUse, Trust};
+use async_rdp_demo_server::testing::{block_on, client_config, BoxError, Serving, TestResult};
 use async_rdp_demo_server::{Command, Config, DemoServer, Identity, ServerEvent};
 use futures::channel::mpsc::unbounded;
-use futures::{pin_mut, select, FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use log::Level;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::RootCertStore;
 
-type BoxError = Box<dyn std::error::Error>;
-type TestResult = Result<(), BoxError>;
-
-/// Runs a test body on this thread, bounded by 60 s.
-fn run(test: impl Future<Output = TestResult>) -> TestResult {
-    // On the heap: a debug build copies a future through every layer of `block_on`, and the
-    // client and server futures together would overflow a test thread's stack.
-    let test = Box::pin(test);
-    async_std::task::block_on(async { async_std::future::timeout(Duration::from_secs(60), test).await? })
-}
+/// How long a test body may take.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A known-hosts path of the test's own, in a directory that does not exist yet (so the
 /// client has to create it); the directory is removed when this is dropped.
@@ -48,12 +40,12 @@ impl KnownHostsFile {
         Self { dir, path }
     }
 
-    fn text(&self) -> Result<String, BoxError> {
+    fn text(&self) -> TestResult<String> {
         Ok(std::fs::read_to_string(&self.path)?)
     }
 
     /// The names in the directory: the file, and no leftover temporary file.
-    fn dir_entries(&self) -> Result<Vec<String>, BoxError> {
+    fn dir_entries(&self) -> TestResult<Vec<String>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             names.push(entry?.file_name().to_string_lossy().into_owned());
@@ -71,11 +63,10 @@ impl Drop for KnownHostsFile {
 
 /// A client configuration for the demo server's user, with `trust`.
 fn client(server: &DemoServer, trust: Trust) -> ClientConfig {
-    let d = server.config();
-    ClientConfig::new(&d.username, d.password.as_str()).with_trust(trust)
+    client_config(server).with_trust(trust)
 }
 
-fn addr(server: &DemoServer) -> Result<String, BoxError> {
+fn addr(server: &DemoServer) -> TestResult<String> {
     Ok(server.local_addr()?.to_string())
 }
 
@@ -93,7 +84,7 @@ struct Attempt {
 
 impl Attempt {
     /// The client's error; fails the test if the client connected.
-    fn refused(self, what: &str) -> Result<(Error, Option<async_rdp::Result<()>>), BoxError> {
+    fn refused(self, what: &str) -> TestResult<(Error, Option<async_rdp::Result<()>>)> {
         match self.client {
             Ok(_) => Err(format!("{what}: connected, expected a refusal").into()),
             Err(e) => Ok((e, self.server)),
@@ -101,7 +92,7 @@ impl Attempt {
     }
 
     /// Fails the test with the client's whole error if it did not connect.
-    fn connected(self, what: &str) -> Result<ClientSession, BoxError> {
+    fn connected(self, what: &str) -> TestResult<ClientSession> {
         self.client
             .map_err(|e| format!("{what}: expected to connect, got: {}", async_rdp::report(&e)).into())
     }
@@ -109,11 +100,11 @@ impl Attempt {
 
 /// One connection attempt of `config` to `server`, both on this thread. On success, waits
 /// until the server reports the session; on failure, runs the server's side to its end.
-async fn attempt(server: &DemoServer, config: ClientConfig) -> Result<Attempt, BoxError> {
+async fn attempt(server: &DemoServer, config: ClientConfig) -> TestResult<Attempt> {
     let addr = addr(server)?;
     let (events, mut reported) = unbounded::<ServerEvent>();
     let (_commands, received) = unbounded::<Command>();
-    let serving = server.serve_one(events, received).fuse();
+    let mut serving = Serving::new(server.serve_one(events, received));
     let client = async {
         let session = connect(&addr, config).await?;
         while let Some(event) = reported.next().await {
@@ -122,19 +113,13 @@ async fn attempt(server: &DemoServer, config: ClientConfig) -> Result<Attempt, B
             }
         }
         Err(Error::new(ErrorKind::Closed, "demo server").with_detail("it stopped before reporting the session"))
-    }
-    .fuse();
-    pin_mut!(serving, client);
-    let mut server_end = None;
-    let client_end = loop {
-        select! {
-            result = client => break result,
-            result = serving => server_end = Some(result),
-        }
     };
-    if client_end.is_err() && server_end.is_none() {
-        server_end = Some(async_std::future::timeout(Duration::from_secs(10), serving).await?);
-    }
+    let client_end = serving.alongside(client).await;
+    let server_end = if client_end.is_err() {
+        Some(async_std::future::timeout(Duration::from_secs(10), serving.finish()).await?)
+    } else {
+        serving.ended()
+    };
     Ok(Attempt {
         client: client_end,
         server: server_end,
@@ -156,7 +141,7 @@ fn assert_refused_in_tls(err: &Error, server: Option<async_rdp::Result<()>>) {
 
 /// Binds a demo server to `addr` (the address of one just dropped), retrying briefly in case
 /// the port is not free again yet.
-async fn rebind(addr: SocketAddr, config: Config) -> Result<DemoServer, BoxError> {
+async fn rebind(addr: SocketAddr, config: Config) -> TestResult<DemoServer> {
     let mut tries = 0;
     loop {
         match DemoServer::bind_to(addr, config.clone()).await {
@@ -177,7 +162,7 @@ struct Ca {
 }
 
 impl Ca {
-    fn new(name: &str) -> Result<Self, BoxError> {
+    fn new(name: &str) -> TestResult<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -191,14 +176,14 @@ impl Ca {
         self.cert.der().clone()
     }
 
-    fn store(&self) -> Result<RootCertStore, BoxError> {
+    fn store(&self) -> TestResult<RootCertStore> {
         let mut store = RootCertStore::empty();
         store.add(self.der())?;
         Ok(store)
     }
 
     /// A server identity signed by this CA, for these names (DNS names or IP addresses).
-    fn leaf(&self, names: &[&str]) -> Result<Identity, BoxError> {
+    fn leaf(&self, names: &[&str]) -> TestResult<Identity> {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names)?;
         params
@@ -225,7 +210,7 @@ fn server_with(identity: Identity) -> Config {
 #[test]
 fn first_use_is_stored() -> TestResult {
     let file = KnownHostsFile::new("first-use");
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
         let attempt = attempt(&server, client(&server, Trust::known_hosts_at(&file.path))).await?;
         drop(attempt.connected("first contact")?);
@@ -241,7 +226,7 @@ fn first_use_is_stored() -> TestResult {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].starts_with('#'), "no comment header: {text}");
-        assert_eq!(lines[1], format!("{key} {}", fingerprint(&server).to_string()));
+        assert_eq!(lines[1], format!("{key} {}", fingerprint(&server)));
         assert_eq!(entries[0].line, 2);
         assert!(text.ends_with('\n'));
         // Written atomically: no temporary file left behind, only the lock file that orders
@@ -257,7 +242,7 @@ fn first_use_is_stored() -> TestResult {
 #[test]
 fn same_certificate_is_accepted_again() -> TestResult {
     let file = KnownHostsFile::new("same-cert");
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
         let trust = Trust::known_hosts_at(&file.path);
         drop(
@@ -285,7 +270,7 @@ fn same_certificate_is_accepted_again() -> TestResult {
 #[test]
 fn changed_certificate_is_refused() -> TestResult {
     let file = KnownHostsFile::new("changed-cert");
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
         let old = fingerprint(&server);
         let addr = server.local_addr()?;
@@ -343,9 +328,9 @@ fn changed_certificate_is_refused() -> TestResult {
 #[test]
 fn corrupt_file_is_refused() -> TestResult {
     let file = KnownHostsFile::new("corrupt");
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
-        let good = format!("{} {}", addr(&server)?, fingerprint(&server).to_string());
+        let good = format!("{} {}", addr(&server)?, fingerprint(&server));
         let text = format!("# known hosts\n{good}\nthis line is garbage\n");
         std::fs::create_dir_all(&file.dir)?;
         std::fs::write(&file.path, &text)?;
@@ -372,7 +357,7 @@ fn corrupt_file_is_refused() -> TestResult {
 #[test]
 fn on_first_use_refuse_and_ask() -> TestResult {
     let file = KnownHostsFile::new("first-use-policies");
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
         let key = addr(&server)?;
         let presented = fingerprint(&server);
@@ -437,7 +422,7 @@ fn on_first_use_refuse_and_ask() -> TestResult {
 
 #[test]
 fn pinned_fingerprints() -> TestResult {
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
         let presented = fingerprint(&server);
 
@@ -468,7 +453,7 @@ fn pinned_fingerprints() -> TestResult {
 
 #[test]
 fn root_store() -> TestResult {
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let ca = Ca::new("async-rdp test CA")?;
         let other = Ca::new("some other CA")?;
         let identity = ca.leaf(&["localhost", "127.0.0.1"])?;
@@ -523,7 +508,7 @@ fn root_store() -> TestResult {
 
 #[test]
 fn root_store_checks_the_name() -> TestResult {
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let ca = Ca::new("async-rdp test CA")?;
         // A valid chain, but for another name than the one the client asked for.
         let server = DemoServer::bind(server_with(ca.leaf(&["rdp.example.test"])?)).await?;
@@ -567,7 +552,7 @@ fn capture_logs() {
 #[test]
 fn dangerous_mode_connects_and_warns() -> TestResult {
     capture_logs();
-    run(async {
+    block_on(TEST_TIMEOUT, async {
         let server = DemoServer::bind(Config::default()).await?;
         let presented = fingerprint(&server).to_string();
         let trust = Trust::dangerous_accept_any_certificate();
@@ -584,7 +569,7 @@ fn dangerous_mode_connects_and_warns() -> TestResult {
 }
 
 /// The permission bits of `path`.
-fn mode(path: &std::path::Path) -> Result<u32, BoxError> {
+fn mode(path: &std::path::Path) -> TestResult<u32> {
     use std::os::unix::fs::PermissionsExt as _;
     Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
 }
@@ -696,7 +681,7 @@ fn first_contact(addr: &str, path: &std::path::Path) -> TestResult {
     let defaults = Config::default();
     let config = ClientConfig::new(&defaults.username, defaults.password.as_str())
         .with_trust(Trust::known_hosts_at(path).on_first_use(OnFirstUse::Remember));
-    run(async move {
+    block_on(TEST_TIMEOUT, async move {
         drop(connect(addr, config).await?);
         Ok(())
     })
@@ -711,7 +696,7 @@ struct Background {
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
 
-fn serve_in_background(count: usize) -> Result<Background, BoxError> {
+fn serve_in_background(count: usize) -> TestResult<Background> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {

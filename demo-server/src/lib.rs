@@ -65,6 +65,7 @@ pub mod encode;
 mod pattern;
 mod pdu;
 mod session;
+pub mod testing;
 
 use std::io;
 use std::net::SocketAddr;

@@ -7,15 +7,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_rdp::connector::{connect_begin, connect_finalize, drive_step, mark_as_upgraded, NoNetworkClient};
-use async_rdp::framing::{LocalFramed, Prefixed};
+use async_rdp::connector::drive_step;
+use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_connector::connection_activation::ConnectionActivationState;
-use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome, ConnectionResult, Sequence as _};
-use async_rdp::{tls, ClientConfig, ErrorKind};
+use async_rdp::ironrdp_connector::{ConnectionOutcome, ConnectionResult, Sequence as _};
+use async_rdp::{ClientConfig, ErrorKind};
+use async_rdp_demo_server::testing::{
+    connect_with_drivers, pattern_mismatches, BoxError, DriverStream, Serving, TestResult,
+};
 use async_rdp_demo_server::{
     animated_region, pattern_pixel, Command, Config, DemoServer, MouseButton, Security, ServerEvent,
 };
-use async_std::net::TcpStream;
 use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures::{pin_mut, select_biased, FutureExt as _, StreamExt as _};
 use ironrdp_core::WriteBuf;
@@ -30,15 +32,12 @@ use ironrdp_pdu::Action;
 use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput, GracefulDisconnectReason};
 
-type BoxError = Box<dyn std::error::Error>;
-type ClientStream = futures_rustls::client::TlsStream<Prefixed<TcpStream>>;
-
 /// No test takes anywhere near this long; it turns a hang into a failure.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A minimal RDP client: IronRDP's state machines on async-rdp's framing.
 struct Client {
-    framed: LocalFramed<ClientStream>,
+    framed: LocalFramed<DriverStream>,
     result: ConnectionResult,
     stage: ActiveStage,
     image: DecodedImage,
@@ -54,7 +53,7 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(server: &DemoServer) -> Result<Self, BoxError> {
+    async fn connect(server: &DemoServer) -> TestResult<Self> {
         let d = server.config();
         let config = ClientConfig::new(&d.username, d.password.as_str())
             .with_security(if d.security == Security::Nla {
@@ -63,27 +62,7 @@ impl Client {
                 async_rdp::Security::Tls
             })
             .with_desktop_size(1024, 768);
-        let tcp = TcpStream::connect(server.local_addr()?).await?;
-        let local = tcp.local_addr()?;
-        let mut connector = ClientConnector::new(config.connector_config(), local);
-        let mut framed = LocalFramed::new(tcp);
-
-        let should_upgrade = connect_begin(&mut framed, &mut connector).await?;
-        let verifier = async_rdp::Trust::pinned([async_rdp::trust::Fingerprint::of(server.certificate())])
-            .verifier(&async_rdp::Target::new("127.0.0.1", 3389))?;
-        let upgraded = tls::upgrade(framed, "127.0.0.1", verifier).await?;
-        let token = mark_as_upgraded(should_upgrade, &mut connector)?;
-        let mut framed = LocalFramed::new(upgraded.stream);
-        let outcome = connect_finalize(
-            &mut framed,
-            connector,
-            token,
-            &mut NoNetworkClient,
-            "127.0.0.1".into(),
-            upgraded.server_public_key,
-            None,
-        )
-        .await?;
+        let (framed, outcome) = connect_with_drivers(server, config).await?;
         let ConnectionOutcome::Connected(mut result) = outcome else {
             return Err("expected a connection, got a redirection".into());
         };
@@ -126,13 +105,13 @@ impl Client {
         self.covered_count == self.covered.len()
     }
 
-    async fn write(&mut self, frame: &[u8]) -> Result<(), BoxError> {
+    async fn write(&mut self, frame: &[u8]) -> TestResult {
         self.framed.write_all(frame).await?;
         Ok(())
     }
 
     /// Feeds one server frame to the active stage and acts on its outputs.
-    async fn process(&mut self, action: Action, frame: &[u8]) -> Result<(), BoxError> {
+    async fn process(&mut self, action: Action, frame: &[u8]) -> TestResult {
         if self.deactivated {
             return Err("a frame arrived for the active stage after Deactivate All".into());
         }
@@ -169,14 +148,14 @@ impl Client {
     }
 
     /// Reads and processes one server frame.
-    async fn pump(&mut self) -> Result<(), BoxError> {
+    async fn pump(&mut self) -> TestResult {
         let (action, frame) = self.framed.read_pdu().await?;
         self.process(action, &frame).await
     }
 
     /// The next server event, processing server frames meanwhile (so that the server never
     /// blocks on a full socket while the test waits).
-    async fn next_event(&mut self, events: &mut UnboundedReceiver<ServerEvent>) -> Result<ServerEvent, BoxError> {
+    async fn next_event(&mut self, events: &mut UnboundedReceiver<ServerEvent>) -> TestResult<ServerEvent> {
         loop {
             if self.deactivated {
                 return events.next().await.ok_or_else(|| "the server stopped reporting".into());
@@ -193,18 +172,14 @@ impl Client {
         }
     }
 
-    async fn expect_event(
-        &mut self,
-        events: &mut UnboundedReceiver<ServerEvent>,
-        expected: ServerEvent,
-    ) -> Result<(), BoxError> {
+    async fn expect_event(&mut self, events: &mut UnboundedReceiver<ServerEvent>, expected: ServerEvent) -> TestResult {
         let got = self.next_event(events).await?;
         assert_eq!(got, expected);
         Ok(())
     }
 
     /// Processes frames until every pixel has been updated since the last reset.
-    async fn until_covered(&mut self) -> Result<(), BoxError> {
+    async fn until_covered(&mut self) -> TestResult {
         while !self.fully_covered() {
             self.pump().await?;
         }
@@ -214,21 +189,12 @@ impl Client {
     /// Asserts that every pixel outside the animated region is the test pattern's.
     fn assert_pattern(&self) {
         let (w, h) = self.size();
-        let clock = animated_region(w, h);
         let data = self.image.data();
-        let mut wrong = Vec::new();
-        for y in 0..h {
-            for x in 0..w {
-                if (clock.left..=clock.right).contains(&x) && (clock.top..=clock.bottom).contains(&y) {
-                    continue;
-                }
-                let i = (usize::from(y) * usize::from(w) + usize::from(x)) * 4;
-                let expected = pattern_pixel(x, y, w, h);
-                if data[i..i + 4] != expected {
-                    wrong.push((x, y, data[i..i + 4].to_vec(), expected));
-                }
-            }
-        }
+        let wrong: Vec<_> = pattern_mismatches(w, h, |x, y| {
+            let i = (usize::from(y) * usize::from(w) + usize::from(x)) * 4;
+            data.get(i..i + 4)?.try_into().ok()
+        })
+        .collect();
         assert!(
             wrong.is_empty(),
             "{} pixels differ from the pattern at {w}x{h}, first: {:?}",
@@ -239,7 +205,7 @@ impl Client {
 
     /// Drives a fresh activation sequence after Deactivate All and rebuilds the session state
     /// at the size it negotiated.
-    async fn reactivate(&mut self) -> Result<(), BoxError> {
+    async fn reactivate(&mut self) -> TestResult {
         assert!(self.deactivated, "no Deactivate All seen");
         let mut sequence = self.result.activation_factory.create();
         let mut buf = WriteBuf::new();
@@ -273,7 +239,7 @@ impl Client {
     }
 
     /// Processes frames until the active stage reports a termination.
-    async fn until_terminated(&mut self) -> Result<GracefulDisconnectReason, BoxError> {
+    async fn until_terminated(&mut self) -> TestResult<GracefulDisconnectReason> {
         loop {
             if let Some(reason) = self.outputs.iter().find_map(|o| match o {
                 ActiveStageOutput::Terminate(reason) => Some(reason.clone()),
@@ -288,12 +254,12 @@ impl Client {
 
 struct Run<T> {
     served: Result<(), async_rdp::Error>,
-    tested: Result<T, BoxError>,
+    tested: TestResult<T>,
 }
 
 impl<T> Run<T> {
     /// The test body's result, once both it and the server succeeded.
-    fn succeeded(self) -> Result<T, BoxError> {
+    fn succeeded(self) -> TestResult<T> {
         let tested = self.tested?;
         self.served?;
         Ok(tested)
@@ -301,29 +267,34 @@ impl<T> Run<T> {
 }
 
 /// Runs `body` against a client connected to a fresh server running `serve_one`, both on
-/// this task.
-async fn session<T, F, Fut>(config: Config, body: F) -> Result<Run<T>, BoxError>
+/// this task, until both have ended.
+async fn session<T, F, Fut>(config: Config, body: F) -> TestResult<Run<T>>
 where
     F: FnOnce(Client, UnboundedReceiver<ServerEvent>, UnboundedSender<Command>) -> Fut,
-    Fut: Future<Output = Result<T, BoxError>>,
+    Fut: Future<Output = TestResult<T>>,
 {
     let server = DemoServer::bind(config).await?;
     let (event_tx, events) = mpsc::unbounded();
     let (commands, command_rx) = mpsc::unbounded();
-    // Boxed: in a debug build, the connector's and the session's futures together are too
-    // big for a test thread's stack.
-    let test = Box::pin(async {
+    let test = async {
+        // Boxed: in a debug build, the connector's and the session's futures together are too
+        // big for a test thread's stack.
         let client = Box::pin(Client::connect(&server)).await?;
         Box::pin(body(client, events, commands)).await
-    });
-    let served = Box::pin(server.serve_one(event_tx, command_rx));
-    let both = async { futures::join!(served, test) };
-    let (served, tested) = async_std::future::timeout(TEST_TIMEOUT, both).await?;
-    Ok(Run { served, tested })
+    };
+    let mut serving = Serving::new(server.serve_one(event_tx, command_rx));
+    let both = async move {
+        let tested = serving.alongside(test).await;
+        Run {
+            served: serving.finish().await,
+            tested,
+        }
+    };
+    Ok(async_std::future::timeout(TEST_TIMEOUT, both).await?)
 }
 
 /// Waits for the connection and the first frame, and checks the frame.
-async fn first_frame(client: &mut Client, events: &mut UnboundedReceiver<ServerEvent>) -> Result<(), BoxError> {
+async fn first_frame(client: &mut Client, events: &mut UnboundedReceiver<ServerEvent>) -> TestResult {
     let (width, height) = client.size();
     client
         .expect_event(events, ServerEvent::Connected { width, height })
@@ -337,7 +308,7 @@ async fn first_frame(client: &mut Client, events: &mut UnboundedReceiver<ServerE
 }
 
 #[async_std::test]
-async fn first_frame_is_the_exact_pattern_after_logon_and_pointer() -> Result<(), BoxError> {
+async fn first_frame_is_the_exact_pattern_after_logon_and_pointer() -> TestResult {
     session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         assert_eq!(
@@ -391,7 +362,7 @@ async fn first_frame_is_the_exact_pattern_after_logon_and_pointer() -> Result<()
 }
 
 #[async_std::test]
-async fn tls_only_session_draws_the_pattern() -> Result<(), BoxError> {
+async fn tls_only_session_draws_the_pattern() -> TestResult {
     let config = Config {
         security: Security::Tls,
         ..Config::default()
@@ -405,7 +376,7 @@ async fn tls_only_session_draws_the_pattern() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn input_is_reported() -> Result<(), BoxError> {
+async fn input_is_reported() -> TestResult {
     session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
 
@@ -513,7 +484,7 @@ async fn input_is_reported() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn resize_runs_a_deactivation_reactivation_and_redraws() -> Result<(), BoxError> {
+async fn resize_runs_a_deactivation_reactivation_and_redraws() -> TestResult {
     session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         commands.unbounded_send(Command::Resize {
@@ -585,7 +556,7 @@ async fn resize_runs_a_deactivation_reactivation_and_redraws() -> Result<(), Box
 }
 
 #[async_std::test]
-async fn server_disconnect_terminates_the_client() -> Result<(), BoxError> {
+async fn server_disconnect_terminates_the_client() -> TestResult {
     session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         commands.unbounded_send(Command::Disconnect)?;
@@ -610,7 +581,7 @@ async fn server_disconnect_terminates_the_client() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn client_shutdown_is_denied_then_the_client_disconnects() -> Result<(), BoxError> {
+async fn client_shutdown_is_denied_then_the_client_disconnects() -> TestResult {
     session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         for output in client.stage.graceful_shutdown()? {
@@ -631,7 +602,7 @@ async fn client_shutdown_is_denied_then_the_client_disconnects() -> Result<(), B
 }
 
 #[async_std::test]
-async fn refresh_rect_and_suppress_output_redraw() -> Result<(), BoxError> {
+async fn refresh_rect_and_suppress_output_redraw() -> TestResult {
     session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         let (w, h) = client.size();
@@ -662,7 +633,7 @@ async fn refresh_rect_and_suppress_output_redraw() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn drop_closes_the_connection_without_goodbye() -> Result<(), BoxError> {
+async fn drop_closes_the_connection_without_goodbye() -> TestResult {
     let run = session(Config::default(), |mut client, mut events, commands| async move {
         first_frame(&mut client, &mut events).await?;
         commands.unbounded_send(Command::Drop)?;
@@ -683,7 +654,7 @@ async fn drop_closes_the_connection_without_goodbye() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn a_client_that_goes_away_ends_the_session() -> Result<(), BoxError> {
+async fn a_client_that_goes_away_ends_the_session() -> TestResult {
     session(Config::default(), |mut client, mut events, _commands| async move {
         first_frame(&mut client, &mut events).await?;
         drop(client);
@@ -697,7 +668,7 @@ async fn a_client_that_goes_away_ends_the_session() -> Result<(), BoxError> {
 }
 
 #[async_std::test]
-async fn a_misbehaving_client_is_an_error_not_a_panic() -> Result<(), BoxError> {
+async fn a_misbehaving_client_is_an_error_not_a_panic() -> TestResult {
     let garbage: [&[u8]; 3] = [
         // A TPKT/X.224 data frame whose MCS PDU type does not exist.
         &[0x03, 0x00, 0x00, 0x08, 0x02, 0xF0, 0x80, 0xFF],
@@ -730,7 +701,7 @@ async fn a_misbehaving_client_is_an_error_not_a_panic() -> Result<(), BoxError> 
 }
 
 #[async_std::test]
-async fn animation_only_changes_the_clock() -> Result<(), BoxError> {
+async fn animation_only_changes_the_clock() -> TestResult {
     let config = Config {
         animate: Some(Duration::from_millis(10)),
         desktop: async_rdp::ironrdp_connector::DesktopSize {
@@ -785,7 +756,7 @@ fn shifted_pattern(width: u16, height: u16, shift: u16) -> Vec<u8> {
 }
 
 #[async_std::test]
-async fn replay_writes_the_frames_in_turn_then_says_goodbye() -> Result<(), BoxError> {
+async fn replay_writes_the_frames_in_turn_then_says_goodbye() -> TestResult {
     use async_rdp::ironrdp_connector::DesktopSize;
     use async_rdp_demo_server::encode::{bitmap_updates, remotefx_surface_bits, BitmapCodec, Picture};
 
@@ -799,7 +770,7 @@ async fn replay_writes_the_frames_in_turn_then_says_goodbye() -> Result<(), BoxE
     let first = shifted_pattern(w, h, 0);
     let second = shifted_pattern(w, h, 37);
 
-    let served = Box::pin(async {
+    let served = async {
         let connection = server.accept().await?;
         let offer = connection.remotefx_offer().ok_or("the client offered no RemoteFX")?;
         assert_eq!(offer.codec_id, 3, "IronRDP's client gives RemoteFX id 3");
@@ -810,8 +781,8 @@ async fn replay_writes_the_frames_in_turn_then_says_goodbye() -> Result<(), BoxE
         // planar, RemoteFX, planar: the last frame is lossless.
         connection.replay(&frames, 3).await?;
         Ok::<(), BoxError>(())
-    });
-    let tested = Box::pin(async {
+    };
+    let tested = async {
         let mut client = Box::pin(Client::connect(&server)).await?;
         // Set Error Info (ERRINFO_RPC_INITIATED_DISCONNECT) ends the frames...
         let reason = client.until_terminated().await?;
@@ -833,8 +804,13 @@ async fn replay_writes_the_frames_in_turn_then_says_goodbye() -> Result<(), BoxE
             .ok_or("the server kept the connection")?;
         assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
         Ok::<_, BoxError>(client.image.data().to_vec())
-    });
-    let (served, tested) = async_std::future::timeout(TEST_TIMEOUT, async { futures::join!(served, tested) }).await?;
+    };
+    let mut serving = Serving::new(served);
+    let both = async move {
+        let tested = serving.alongside(tested).await;
+        (serving.finish().await, tested)
+    };
+    let (served, tested) = async_std::future::timeout(TEST_TIMEOUT, both).await?;
     served?;
     let image = tested?;
     for (i, (rgba, bgrx)) in image.chunks_exact(4).zip(first.chunks_exact(4)).enumerate() {

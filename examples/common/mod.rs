@@ -95,6 +95,16 @@ pub fn thread_names() -> Vec<String> {
         .collect()
 }
 
+/// The body of an example's `main`: logging from `RUST_LOG`, `run` on one thread
+/// ([`block_on`]), and exit status 1 with the error on stderr when it fails.
+pub fn main<F: std::future::Future<Output = Result<(), String>>>(run: impl FnOnce() -> Result<F, String>) {
+    env_logger::init();
+    if let Err(e) = run().and_then(block_on) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Runs the example on one thread: async-rdp's own runtime where it exists (Linux), so that a
 /// session against a real server starts no other OS thread; async-std's `block_on` elsewhere.
 /// (The in-process demo server uses async-std's sockets, which start async-io's thread.)
