@@ -33,6 +33,7 @@ struct Options {
     deadline: Duration,
     size: (u16, u16),
     depth: ColorDepth,
+    resize: Option<(u32, u32)>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -46,6 +47,7 @@ fn parse_args() -> Result<Options, String> {
         deadline: Duration::from_secs(20),
         size: (1280, 720),
         depth: ColorDepth::Bpp32,
+        resize: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +72,14 @@ fn parse_args() -> Result<Options, String> {
                     h.parse().map_err(|_| "bad height")?,
                 );
             }
+            "--resize" => {
+                let v = value("--resize")?;
+                let (w, h) = v.split_once('x').ok_or("--resize is WIDTHxHEIGHT")?;
+                o.resize = Some((
+                    w.parse().map_err(|_| "bad --resize width")?,
+                    h.parse().map_err(|_| "bad --resize height")?,
+                ));
+            }
             "--bpp" => {
                 o.depth = match value("--bpp")?.as_str() {
                     "15" => ColorDepth::Bpp15,
@@ -83,7 +93,7 @@ fn parse_args() -> Result<Options, String> {
                 println!(
                     "usage: screenshot [rdp://user:pass@host:port] [-o out.png] [--pin SHA256] \
                      [--known-hosts FILE] [--refuse-unknown] [--settle MS] [--deadline S] [--size WxH] \
-                     [--bpp 15|16|24|32]"
+                     [--resize WxH] [--bpp 15|16|24|32]"
                 );
                 std::process::exit(0);
             }
@@ -173,7 +183,10 @@ async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), 
         }
         None => println!("  (deadline reached before the screen settled)"),
     }
-    let updates = drawn.updates;
+    let mut updates = drawn.updates;
+    if let Some((width, height)) = o.resize {
+        updates += resize(&mut session, width, height, o).await?;
+    }
     // Counted while the session is live: the client's thread plus whatever the runtime started.
     let threads = common::thread_names();
 
@@ -198,4 +211,41 @@ async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), 
         );
     }
     Ok(())
+}
+
+/// Asks for `width` x `height` through display control, waits for the server to reactivate at
+/// the new size and to redraw, and returns the updates that redraw took.
+async fn resize(session: &mut async_rdp::ClientSession, width: u32, height: u32, o: &Options) -> Result<u32, String> {
+    let started = Instant::now();
+    let asked = session
+        .display()
+        .resize(width, height)
+        .map_err(|e| async_rdp::report(&e))?;
+    println!("  resize to {}x{} requested", asked.0, asked.1);
+    let deadline = started + o.deadline;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = match async_rdp::net::with_timeout(left, "resize", session.next_event()).await {
+            Err(e) if e.context() == "resize" => {
+                return Err(format!(
+                    "the server did not resize within {:?} (display control ready: {})",
+                    o.deadline,
+                    session.display().is_ready()
+                ))
+            }
+            other => other.map_err(|e| async_rdp::report(&e))?,
+        };
+        match event {
+            async_rdp::Event::Resized { width, height } if (u32::from(width), u32::from(height)) == asked => break,
+            async_rdp::Event::Resized { width, height } => println!("  (resized to {width}x{height} on the way)"),
+            async_rdp::Event::Disconnected(reason) => return Err(format!("server ended the session: {reason:?}")),
+            _ => {}
+        }
+    }
+    println!("  {:<12} {:>8.1} ms", "resized", ms(started.elapsed()));
+    let drawn = session
+        .wait_until_drawn(o.settle, o.deadline)
+        .await
+        .map_err(|e| async_rdp::report(&e))?;
+    Ok(drawn.updates)
 }

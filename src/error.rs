@@ -42,6 +42,9 @@ pub enum ErrorKind {
     /// A value given to the API does not parse or is out of range (a target address, a
     /// fingerprint).
     InvalidInput,
+    /// The server or the configuration does not support what was asked (a channel the
+    /// server did not open, say).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timed out",
             ErrorKind::InvalidState => "invalid state",
             ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unsupported => "not supported",
         }
     }
 }

@@ -44,6 +44,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channels;
 mod client;
 pub mod connector;
 mod error;
@@ -56,6 +57,7 @@ mod session;
 pub mod tls;
 pub mod trust;
 
+pub use crate::channels::Channel;
 pub use crate::client::{
     connect, connect_with_retry, connect_with_timings, is_transient, reconnect, Backoff, ClientConfig, ClientSession,
     ClientStream, Codec, ColorDepth, ConnectTimings, IntoTarget, Phase, Secret, Security, Target, Timeouts,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_rdp::trust::Fingerprint;
 use async_rdp::Codec;
 use async_rdp::{ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
-use async_rdp_demo_server::testing::{BoxError, TestResult};
+use async_rdp_demo_server::testing::{drain_until_quiet, BoxError, TestResult};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -329,6 +329,46 @@ fn xrdp_disconnect_and_reconnect() -> TestResult {
             assert_pixel(&second, x, y, XRDP_BACKGROUND, 6)?;
         }
         second.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+/// Display control: xrdp opens the DisplayControl channel; a resize request makes it
+/// reactivate the session at the new size, and the desktop is drawn again at that size.
+/// Requests made while one is unanswered coalesce: of three, the first and the last are sent.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn xrdp_resizes_through_display_control() -> TestResult {
+    let _serial = serial();
+    let xrdp = start_xrdp(false)?;
+    block_on(async {
+        let mut session = screenshot(&xrdp.addr, xrdp.config(XRDP_PASS), Duration::from_millis(500)).await?;
+        assert!(session.display().is_ready(), "xrdp opened display control");
+        session.display().resize(800, 600)?;
+        session.display().resize(900, 700)?;
+        // Odd widths are rounded down to even ones, as MS-RDPEDISP requires.
+        assert_eq!(session.display().resize(1025, 768)?, (1024, 768));
+        let mut sizes = Vec::new();
+        while sizes.last() != Some(&(1024, 768)) {
+            match async_std::future::timeout(Duration::from_secs(20), session.next_event()).await {
+                Err(_) => return Err(format!("no Resized to 1024x768 within 20 s; saw {sizes:?}").into()),
+                Ok(event) => {
+                    if let Event::Resized { width, height } = event? {
+                        sizes.push((width, height));
+                    }
+                }
+            }
+        }
+        assert_eq!(sizes, [(800, 600), (1024, 768)], "900x700 was coalesced away");
+        assert_eq!(session.display().requests_sent(), 2);
+        // The desktop comes back at the new size.
+        drain_until_quiet(&mut session, Duration::from_millis(800)).await?;
+        let fb = session.framebuffer();
+        assert_eq!((fb.width, fb.height), (1024, 768));
+        for (x, y) in [(512, 700), (100, 500), (1000, 740)] {
+            assert_pixel(&session, x, y, XRDP_BACKGROUND, 6)?;
+        }
+        session.shutdown(Duration::from_secs(5)).await?;
         Ok(())
     })
 }

@@ -347,3 +347,38 @@ fn next_event_is_cancel_safe_in_a_select() -> TestResult {
         Ok(())
     })
 }
+
+/// Display control: without the channel, `resize` says so at once.
+#[test]
+fn resize_without_display_control_is_unsupported() -> TestResult {
+    run(config(Security::Nla), |server| async move {
+        let config = server.client_config().with_channels(&[]);
+        let mut session = connect(server.addr(), config).await?;
+        let error = session
+            .display()
+            .resize(1024, 768)
+            .expect_err("resized without the channel");
+        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+        assert_eq!(error.phase(), Some(async_rdp::Phase::Session));
+        assert!(async_rdp::report(&error).contains("display control"), "{error}");
+        Ok(())
+    })
+}
+
+/// Display control offered but never opened by the server (the demo server has no dynamic
+/// channels): the request is adjusted as MS-RDPEDISP requires and waits; nothing is sent.
+#[test]
+fn resize_waits_for_the_server_to_open_display_control() -> TestResult {
+    run(config(Security::Nla), |server| async move {
+        let mut session = connect(server.addr(), server.client_config()).await?;
+        assert_eq!(
+            session.display().resize(1023, 100)?,
+            (1022, 200),
+            "even width, at least 200 high"
+        );
+        wait_for_pattern(&mut session).await?;
+        assert!(!session.display().is_ready());
+        assert_eq!(session.display().requests_sent(), 0);
+        Ok(())
+    })
+}

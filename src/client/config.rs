@@ -9,6 +9,7 @@ use ironrdp_pdu::rdp::capability_sets::{client_codecs_capabilities, MajorPlatfor
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
 use ironrdp_pdu::rdp::session_info::ServerAutoReconnect;
 
+use crate::channels::Channel;
 use crate::client::Timeouts;
 use crate::trust::Trust;
 
@@ -140,6 +141,7 @@ pub struct ClientConfig {
     desktop: DesktopSize,
     color_depth: ColorDepth,
     codecs: Vec<Codec>,
+    channels: Vec<Channel>,
     security: Security,
     server_pointer: bool,
     client_name: String,
@@ -157,6 +159,7 @@ impl fmt::Debug for ClientConfig {
             .field("desktop", &(self.desktop.width, self.desktop.height))
             .field("color_depth", &self.color_depth)
             .field("codecs", &self.codecs)
+            .field("channels", &self.channels)
             .field("security", &self.security)
             .field("server_pointer", &self.server_pointer)
             .field("timeouts", &self.timeouts)
@@ -182,6 +185,7 @@ impl ClientConfig {
             },
             color_depth: ColorDepth::Bpp32,
             codecs: Codec::available().to_vec(),
+            channels: Channel::defaults().to_vec(),
             security: Security::Any,
             server_pointer: true,
             client_name: "async-rdp".to_owned(),
@@ -267,6 +271,18 @@ impl ClientConfig {
         self
     }
 
+    /// Chooses the virtual channels to offer ([`Channel::defaults`] unless set).
+    #[must_use]
+    pub fn with_channels(mut self, channels: &[Channel]) -> Self {
+        self.channels = channels.to_vec();
+        self
+    }
+
+    /// The virtual channels offered.
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
     /// Chooses which enhanced security protocols to offer ([`Security::Any`] by default).
     #[must_use]
     pub fn with_security(mut self, security: Security) -> Self {
@@ -320,7 +336,10 @@ impl ClientConfig {
                 password: self.password.expose().to_owned(),
             },
             domain: self.domain.clone(),
-            client_build: 0,
+            // A build number of a current Windows client: servers gate features on it (xrdp
+            // resizes a session whose client announced a build above 419 with a
+            // deactivation-reactivation, and older ones not at all).
+            client_build: 18363,
             client_name: self.client_name.clone(),
             keyboard_type: KeyboardType::IBM_ENHANCED,
             keyboard_subtype: 0,

@@ -163,6 +163,7 @@ fn new_connector(
     redirection: Option<&ServerRedirectionPdu>,
 ) -> ClientConnector {
     let mut connector = ClientConnector::new(config.connector_config(), local);
+    connector = crate::channels::register(connector, config.channels());
     if let Some(redirection) = redirection {
         connector = prepare_redirected(connector, redirection);
     }

@@ -41,6 +41,9 @@ impl<S: FramedRead + FramedWrite> Session<S> {
 
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event>> {
         for _ in 0..FRAMES_PER_POLL {
+            // Channel requests that became due (a coalesced resize) join the output first.
+            self.send_display_request()?;
+            self.display.poll_retry(cx);
             // A blocked write does not stop reading: the server may be waiting for us to read
             // before it reads what we write. The write's waker will call us back.
             let _ = self.poll_send(cx)?;

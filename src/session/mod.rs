@@ -42,6 +42,7 @@ pub use self::drawn::Drawn;
 pub use self::event::{DisconnectReason, Event, Framebuffer, PointerEvent, Rect};
 use self::frame_progress::FrameProgress;
 pub use self::input::{ButtonState, KeyState, MouseButton, Scancode};
+use crate::channels::{Display, DisplayState};
 use crate::framing::Framed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +89,8 @@ struct Negotiated {
 /// ```
 pub struct Session<S> {
     framed: Framed<S>,
-    stage: ActiveStage,
-    image: DecodedImage,
+    pub(crate) stage: ActiveStage,
+    pub(crate) image: DecodedImage,
     negotiated: Negotiated,
     activation: Option<Box<ConnectionActivationSequence>>,
     events: VecDeque<Event>,
@@ -104,6 +105,7 @@ pub struct Session<S> {
     shutdown_requested: bool,
     idle: Option<Idle>,
     frames: FrameProgress,
+    pub(crate) display: DisplayState,
 }
 
 /// The session's idle-read deadline: re-armed whenever bytes arrive.
@@ -128,6 +130,7 @@ impl<S> std::fmt::Debug for Session<S> {
 impl<S> Session<S> {
     /// Starts a session on a connection whose connection sequence has completed.
     pub fn new(framed: Framed<S>, result: ConnectionResult) -> Self {
+        let display = DisplayState::new(display_control_offered(&result));
         let stage = ActiveStageBuilder {
             static_channels: result.static_channels,
             user_channel_id: result.user_channel_id,
@@ -169,6 +172,7 @@ impl<S> Session<S> {
             shutdown_requested: false,
             idle: None,
             frames: FrameProgress::default(),
+            display,
         }
     }
 
@@ -204,8 +208,30 @@ impl<S> Session<S> {
         self.frames.in_progress()
     }
 
+    /// Display control: resizing the remote desktop (see [`Display`]).
+    pub fn display(&mut self) -> Display<'_, S> {
+        Display::new(self)
+    }
+
     /// The framed stream the session runs on.
     pub fn framed(&self) -> &Framed<S> {
         &self.framed
     }
+}
+
+/// Whether the connection offered display control and the server joined the dynamic channel
+/// transport it runs on.
+fn display_control_offered(result: &ConnectionResult) -> bool {
+    use ironrdp_displaycontrol::client::DisplayControlClient;
+    use ironrdp_dvc::DrdynvcClient;
+    let joined = result
+        .static_channels
+        .get_channel_id_by_type::<DrdynvcClient>()
+        .is_some();
+    let registered = result
+        .static_channels
+        .get_by_type::<DrdynvcClient>()
+        .and_then(|channel| channel.channel_processor_downcast_ref::<DrdynvcClient>())
+        .is_some_and(DrdynvcClient::has_registered_dvc::<DisplayControlClient>);
+    joined && registered
 }

@@ -8,7 +8,7 @@ use super::{DisconnectReason, Event, PointerEvent, Rect, Session, State};
 use crate::{Error, ErrorKind, Result};
 
 impl<S> Session<S> {
-    pub(super) fn queue_frame(&mut self, frame: &[u8]) {
+    pub(crate) fn queue_frame(&mut self, frame: &[u8]) {
         // The decoder sometimes hands back empty response frames; writing them is pointless.
         if !frame.is_empty() {
             self.out.extend_from_slice(frame);

@@ -77,6 +77,7 @@ impl<S> Session<S> {
                 n.suppress_output_support = suppress_output_support;
                 self.image = DecodedImage::new(PixelFormat::RgbA32, desktop_size.width, desktop_size.height);
                 self.frames.reset();
+                self.display.answered();
                 self.activation = None;
                 log::info!("Session reactivated at {}x{}", desktop_size.width, desktop_size.height);
                 self.events.push_back(Event::Resized {

@@ -1,0 +1,50 @@
+//! Virtual channels: which ones a connection offers ([`Channel`], chosen in
+//! [`ClientConfig::with_channels`](crate::ClientConfig::with_channels)), their registration on
+//! IronRDP's connector, and the session-side state of each.
+//!
+//! IronRDP's channel processors (`SvcProcessor`, `DvcProcessor`) require `Send`; the session
+//! owns them inside its `ActiveStage` and drives them from its own poll, on the caller's thread,
+//! so that bound never reaches the application. Their outgoing data goes through the session's
+//! output queue, like input, so cancel safety holds.
+//!
+//! - `display`: display control ([MS-RDPEDISP]) — resizing the remote desktop.
+//!
+//! [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
+
+mod display;
+
+use ironrdp_connector::ClientConnector;
+use ironrdp_displaycontrol::client::DisplayControlClient;
+use ironrdp_dvc::DrdynvcClient;
+
+pub use self::display::Display;
+pub(crate) use self::display::DisplayState;
+
+/// A virtual channel the client can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Channel {
+    /// Display control ([MS-RDPEDISP]) over the dynamic virtual channel transport: the remote
+    /// desktop follows the client's size ([`Session::display`](crate::Session::display)).
+    ///
+    /// [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
+    DisplayControl,
+}
+
+impl Channel {
+    /// The channels offered by default: every one this build has.
+    pub fn defaults() -> &'static [Channel] {
+        &[Channel::DisplayControl]
+    }
+}
+
+/// Registers the processors of `channels` on `connector`.
+pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> ClientConnector {
+    if channels.contains(&Channel::DisplayControl) {
+        // The server opens the dynamic channel and sends its capabilities; the session reads
+        // them from the processor when it needs them, so the callback has nothing to do.
+        let display = DisplayControlClient::new(|_capabilities| Ok(Vec::new()));
+        connector = connector.with_static_channel(DrdynvcClient::new().with_dynamic_channel(display));
+    }
+    connector
+}
