@@ -21,6 +21,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use async_rdp::channels::Monitor;
 use async_rdp::trust::Fingerprint;
 use async_rdp::Codec;
 use async_rdp::{ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
@@ -371,6 +372,60 @@ fn xrdp_resizes_through_display_control() -> TestResult {
         session.shutdown(Duration::from_secs(5)).await?;
         Ok(())
     })
+}
+
+/// Two monitors through display control: xrdp lays the desktop out over both.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn xrdp_takes_a_monitor_layout_through_display_control() -> TestResult {
+    let _serial = serial();
+    let xrdp = start_xrdp(false)?;
+    block_on(async {
+        let mut session = screenshot(&xrdp.addr, xrdp.config(XRDP_PASS), Duration::from_millis(500)).await?;
+        let layout = [Monitor::primary(800, 600), Monitor::at(800, 0, 640, 480)];
+        assert_eq!(session.display().set_monitor_layout(&layout)?, (1440, 600));
+        let resized = wait_for_resize(&mut session).await?;
+        assert_eq!(resized, (1440, 600));
+        drain_until_quiet(&mut session, Duration::from_millis(800)).await?;
+        for (x, y) in [(400, 580), (1400, 300)] {
+            assert_pixel(&session, x, y, XRDP_BACKGROUND, 6)?;
+        }
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+/// Two monitors from the start (GCC monitor data): the session begins at the layout's size.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn xrdp_starts_with_the_configured_monitors() -> TestResult {
+    let _serial = serial();
+    let xrdp = start_xrdp(false)?;
+    block_on(async {
+        let layout = [Monitor::primary(1024, 768), Monitor::at(1024, 0, 800, 600)];
+        let config = xrdp.config(XRDP_PASS).with_monitors(&layout)?;
+        let session = screenshot(&xrdp.addr, config, Duration::from_millis(500)).await?;
+        let fb = session.framebuffer();
+        assert_eq!((fb.width, fb.height), (1824, 768));
+        for (x, y) in [(100, 700), (1800, 500)] {
+            assert_pixel(&session, x, y, XRDP_BACKGROUND, 6)?;
+        }
+        Ok(())
+    })
+}
+
+/// The size of the next `Event::Resized`, within 20 s.
+async fn wait_for_resize(session: &mut ClientSession) -> TestResult<(u16, u16)> {
+    loop {
+        match async_std::future::timeout(Duration::from_secs(20), session.next_event()).await {
+            Err(_) => return Err("no Resized within 20 s".into()),
+            Ok(event) => {
+                if let Event::Resized { width, height } = event? {
+                    return Ok((width, height));
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use ironrdp_displaycontrol::pdu::MonitorLayoutEntry;
+use ironrdp_displaycontrol::pdu::{DisplayControlMonitorLayout, MonitorLayoutEntry};
+
+use super::Monitor;
 
 use crate::framing::{FramedRead, FramedWrite};
 use crate::session::Session;
@@ -26,8 +28,8 @@ const AFTER_ANSWER: Duration = Duration::from_millis(1000);
 pub(crate) struct DisplayState {
     /// Whether the connection offered the channel and the server joined its transport.
     offered: bool,
-    /// The size to ask for next (the last one asked: requests coalesce).
-    pending: Option<(u32, u32)>,
+    /// The request to send next (the last one asked: requests coalesce).
+    pending: Option<Request>,
     /// No request goes out before this (an answer awaited, or a server settling).
     not_before: Option<Instant>,
     /// Requests sent, for the application's diagnostics.
@@ -53,7 +55,7 @@ impl DisplayState {
 
     /// Registers a wake-up for when the pending request may go.
     pub(crate) fn poll_retry(&mut self, cx: &mut std::task::Context<'_>) {
-        let (Some(_), Some(at)) = (self.pending, self.not_before) else {
+        let (Some(_), Some(at)) = (&self.pending, self.not_before) else {
             self.retry = None;
             return;
         };
@@ -61,11 +63,11 @@ impl DisplayState {
         let _ = std::future::Future::poll(std::pin::Pin::new(timer), cx);
     }
 
-    /// The size to send now, if one is pending and may go.
-    fn due(&self, now: Instant) -> Option<(u32, u32)> {
+    /// The request to send now, if one is pending and may go.
+    fn due(&self, now: Instant) -> Option<&Request> {
         match self.not_before {
             Some(at) if now < at => None,
-            _ => self.pending,
+            _ => self.pending.as_ref(),
         }
     }
 
@@ -74,6 +76,23 @@ impl DisplayState {
         self.not_before = Some(now + ANSWER_WAIT);
         self.retry = None;
         self.sent += 1;
+    }
+}
+
+/// A display-control request: one monitor of a size, or a whole layout.
+#[derive(Debug)]
+enum Request {
+    Size(u32, u32),
+    Layout(DisplayControlMonitorLayout),
+}
+
+impl Request {
+    /// The desktop size the request asks for.
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Request::Size(width, height) => (*width, *height),
+            Request::Layout(layout) => layout.desktop_size(),
+        }
     }
 }
 
@@ -120,6 +139,39 @@ impl<S: FramedRead + FramedWrite> Display<'_, S> {
     ///
     /// [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
     pub fn resize(&mut self, width: u32, height: u32) -> Result<(u32, u32)> {
+        let size = MonitorLayoutEntry::adjust_display_size(width, height);
+        log::debug!("Resize to {}x{} requested", size.0, size.1);
+        self.request(Request::Size(size.0, size.1))
+    }
+
+    /// Asks the server to lay the desktop out over `monitors` (positions, primary, scale,
+    /// orientation), adjusted and checked as [MS-RDPEDISP] 2.2.2.2 requires and fitted to the
+    /// server's limits; queued and coalesced with [`resize`](Self::resize) requests. Returns the
+    /// size of the desktop that covers the layout.
+    ///
+    /// ```no_run
+    /// # fn two(session: &mut async_rdp::ClientSession) -> async_rdp::Result<()> {
+    /// use async_rdp::channels::Monitor;
+    ///
+    /// session.display().set_monitor_layout(&[Monitor::primary(1920, 1080), Monitor::at(1920, 0, 1280, 1024)])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`resize`](Self::resize), and [`ErrorKind::InvalidInput`] for a layout the protocol
+    /// does not allow (not exactly one primary monitor at (0, 0), overlapping or detached
+    /// monitors, more than 16).
+    ///
+    /// [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
+    pub fn set_monitor_layout(&mut self, monitors: &[Monitor]) -> Result<(u32, u32)> {
+        let layout = super::monitor::display_layout(monitors).map_err(|e| e.with_phase(Phase::Session))?;
+        log::debug!("Monitor layout of {} monitors requested", layout.monitors().len());
+        self.request(Request::Layout(layout))
+    }
+
+    fn request(&mut self, request: Request) -> Result<(u32, u32)> {
         if !self.session.display.offered {
             return Err(Error::new(ErrorKind::Unsupported, "resize")
                 .with_detail(
@@ -128,9 +180,8 @@ impl<S: FramedRead + FramedWrite> Display<'_, S> {
                 )
                 .with_phase(Phase::Session));
         }
-        let size = MonitorLayoutEntry::adjust_display_size(width, height);
-        log::debug!("Resize to {}x{} requested", size.0, size.1);
-        self.session.display.pending = Some(size);
+        let size = request.size();
+        self.session.display.pending = Some(request);
         self.session.send_display_request()?;
         Ok(size)
     }
@@ -151,21 +202,26 @@ impl<S> Session<S> {
     /// Sends the pending resize request if the channel is ready and no answer is awaited.
     pub(crate) fn send_display_request(&mut self) -> Result<()> {
         let now = Instant::now();
-        let Some((width, height)) = self.display.due(now) else {
+        let Some(request) = self.display.due(now) else {
             return Ok(());
         };
-        if (u32::from(self.image.width()), u32::from(self.image.height())) == (width, height) {
+        let current = (u32::from(self.image.width()), u32::from(self.image.height()));
+        if matches!(request, Request::Size(..)) && request.size() == current {
             // Already that size: nothing to ask.
             self.display.pending = None;
             return Ok(());
         }
-        let encoded = crate::redact::scoped(|| self.stage.encode_resize(width, height, None, None));
+        let encoded = crate::redact::scoped(|| match request {
+            Request::Size(width, height) => self.stage.encode_resize(*width, *height, None, None),
+            Request::Layout(layout) => self.stage.encode_monitor_layout(layout),
+        });
         let Some(frame) = encoded else { return Ok(()) }; // not ready yet: stays pending
         let frame = frame.map_err(|e| {
             Error::new(ErrorKind::Session, "resize")
                 .with_detail(e.to_string())
                 .with_phase(Phase::Session)
         })?;
+        let (width, height) = request.size();
         self.queue_frame(&frame);
         self.display.sent(now);
         log::debug!("Sent a display-control layout of {width}x{height}");

@@ -7,11 +7,13 @@
 //! so that bound never reaches the application. Their outgoing data goes through the session's
 //! output queue, like input, so cancel safety holds.
 //!
-//! - `display`: display control ([MS-RDPEDISP]) — resizing the remote desktop.
+//! - `display`: display control ([MS-RDPEDISP]) — resizing the remote desktop, and laying it
+//!   out over several monitors (`monitor`), also at connection time.
 //!
 //! [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
 
 mod display;
+mod monitor;
 
 use ironrdp_connector::ClientConnector;
 use ironrdp_displaycontrol::client::DisplayControlClient;
@@ -19,6 +21,8 @@ use ironrdp_dvc::DrdynvcClient;
 
 pub use self::display::Display;
 pub(crate) use self::display::DisplayState;
+pub(crate) use self::monitor::gcc_layout;
+pub use self::monitor::{Monitor, Orientation};
 
 /// A virtual channel the client can offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,12 +4,12 @@
 use std::fmt;
 
 use ironrdp_connector::{BitmapConfig, Credentials, DesktopSize};
-use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};
+use ironrdp_pdu::gcc::{ClientMonitorData, ClientMonitorExtendedData, ConnectionType, KeyboardType};
 use ironrdp_pdu::rdp::capability_sets::{client_codecs_capabilities, MajorPlatformType, RailSupportLevel};
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
 use ironrdp_pdu::rdp::session_info::ServerAutoReconnect;
 
-use crate::channels::Channel;
+use crate::channels::{gcc_layout, Channel, Monitor};
 use crate::client::Timeouts;
 use crate::trust::Trust;
 
@@ -142,6 +142,7 @@ pub struct ClientConfig {
     color_depth: ColorDepth,
     codecs: Vec<Codec>,
     channels: Vec<Channel>,
+    monitors: Option<(ClientMonitorData, ClientMonitorExtendedData)>,
     security: Security,
     server_pointer: bool,
     client_name: String,
@@ -186,6 +187,7 @@ impl ClientConfig {
             color_depth: ColorDepth::Bpp32,
             codecs: Codec::available().to_vec(),
             channels: Channel::defaults().to_vec(),
+            monitors: None,
             security: Security::Any,
             server_pointer: true,
             client_name: "async-rdp".to_owned(),
@@ -243,10 +245,12 @@ impl ClientConfig {
         self
     }
 
-    /// Sets the desktop size to ask for.
+    /// Sets the desktop size to ask for (one monitor).
     #[must_use]
     pub fn with_desktop_size(mut self, width: u16, height: u16) -> Self {
         self.desktop = DesktopSize { width, height };
+        // One monitor of that size: a layout set before no longer applies.
+        self.monitors = None;
         self
     }
 
@@ -276,6 +280,28 @@ impl ClientConfig {
     pub fn with_channels(mut self, channels: &[Channel]) -> Self {
         self.channels = channels.to_vec();
         self
+    }
+
+    /// Asks for a desktop laid out over these monitors from the start (GCC monitor data,
+    /// [MS-RDPBCGR] 2.2.1.3.6): the desktop size becomes the layout's bounding box. The same
+    /// rules as [`Display::set_monitor_layout`](crate::channels::Display::set_monitor_layout)
+    /// apply; a layout they refuse is [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput).
+    ///
+    /// ```
+    /// use async_rdp::{channels::Monitor, ClientConfig};
+    ///
+    /// let config = ClientConfig::new("alice", "s3cret")
+    ///     .with_monitors(&[Monitor::primary(1920, 1080), Monitor::at(1920, 0, 1280, 1024)])?;
+    /// assert_eq!((config.desktop_size().width, config.desktop_size().height), (3200, 1080));
+    /// # Ok::<(), async_rdp::Error>(())
+    /// ```
+    ///
+    /// [MS-RDPBCGR]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpbcgr/
+    pub fn with_monitors(mut self, monitors: &[Monitor]) -> crate::Result<Self> {
+        let (data, extended, (width, height)) = gcc_layout(monitors)?;
+        self.desktop = DesktopSize { width, height };
+        self.monitors = Some((data, extended));
+        Ok(self)
     }
 
     /// The virtual channels offered.
@@ -321,12 +347,12 @@ impl ClientConfig {
         let codecs = client_codecs_capabilities(&spec).unwrap_or_default();
         ironrdp_connector::Config {
             desktop_size: self.desktop,
-            monitor_layout: None,
+            monitor_layout: self.monitors.as_ref().map(|(data, _)| data.clone()),
             desktop_scale_factor: 0,
             desktop_physical_size: None,
             desktop_orientation: None,
             device_scale_factor: None,
-            monitor_extended_layout: None,
+            monitor_extended_layout: self.monitors.as_ref().map(|(_, extended)| extended.clone()),
             relative_mouse_input: false,
             enable_tls: matches!(self.security, Security::Any | Security::Tls),
             enable_credssp: matches!(self.security, Security::Any | Security::Nla),
