@@ -7,11 +7,14 @@
 //! so that bound never reaches the application. Their outgoing data goes through the session's
 //! output queue, like input, so cancel safety holds.
 //!
+//! - `clipboard` (feature `clipboard`): the clipboard, text both ways;
 //! - `display`: display control ([MS-RDPEDISP]) — resizing the remote desktop, and laying it
 //!   out over several monitors (`monitor`), also at connection time.
 //!
 //! [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
 
+#[cfg(feature = "clipboard")]
+mod clipboard;
 mod display;
 mod monitor;
 
@@ -19,6 +22,10 @@ use ironrdp_connector::ClientConnector;
 use ironrdp_displaycontrol::client::DisplayControlClient;
 use ironrdp_dvc::DrdynvcClient;
 
+#[cfg(feature = "clipboard")]
+pub(crate) use self::clipboard::ClipboardState;
+#[cfg(feature = "clipboard")]
+pub use self::clipboard::{Clipboard, ClipboardFormat, ClipboardText, DEFAULT_MAX_CLIPBOARD_BYTES};
 pub use self::display::Display;
 pub(crate) use self::display::DisplayState;
 pub(crate) use self::monitor::gcc_layout;
@@ -33,12 +40,22 @@ pub enum Channel {
     ///
     /// [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
     DisplayControl,
+    /// The clipboard ([MS-RDPECLIP]), text both ways
+    /// ([`Session::clipboard`](crate::Session::clipboard)). Needs the `clipboard` feature
+    /// (on by default); without it the channel is not offered.
+    ///
+    /// [MS-RDPECLIP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpeclip/
+    Clipboard,
 }
 
 impl Channel {
     /// The channels offered by default: every one this build has.
     pub fn defaults() -> &'static [Channel] {
-        &[Channel::DisplayControl]
+        &[
+            Channel::DisplayControl,
+            #[cfg(feature = "clipboard")]
+            Channel::Clipboard,
+        ]
     }
 }
 
@@ -49,6 +66,11 @@ pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> 
         // them from the processor when it needs them, so the callback has nothing to do.
         let display = DisplayControlClient::new(|_capabilities| Ok(Vec::new()));
         connector = connector.with_static_channel(DrdynvcClient::new().with_dynamic_channel(display));
+    }
+    #[cfg(feature = "clipboard")]
+    if channels.contains(&Channel::Clipboard) {
+        let backend = clipboard::Backend::new(DEFAULT_MAX_CLIPBOARD_BYTES);
+        connector = connector.with_static_channel(ironrdp_cliprdr::CliprdrClient::new(Box::new(backend)));
     }
     connector
 }

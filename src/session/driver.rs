@@ -111,6 +111,8 @@ impl<S: FramedRead + FramedWrite> Session<S> {
             outputs.retain(|o| !matches!(o, ActiveStageOutput::GraphicsUpdate(r) if *r == InclusiveRectangle::empty()));
         }
         self.handle_outputs(outputs)?;
+        #[cfg(feature = "clipboard")]
+        self.drive_clipboard()?;
         if self.stage.take_bitmap_recovery_request() {
             log::debug!("Decoder dropped a malformed bitmap; asking for a redraw");
             self.queue_full_redraw()?;

@@ -108,6 +108,20 @@ pub enum Event {
     /// The session ended. Later calls to [`Session::next_event`](super::Session::next_event) return
     /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     Disconnected(DisconnectReason),
+    /// The server's clipboard changed; it offers these formats (the data crosses only when
+    /// asked for: [`Clipboard::request_text`](crate::channels::Clipboard::request_text)).
+    #[cfg(feature = "clipboard")]
+    ClipboardChanged {
+        /// The formats on offer.
+        formats: Vec<crate::channels::ClipboardFormat>,
+    },
+    /// The text of the server's clipboard, as asked for.
+    #[cfg(feature = "clipboard")]
+    ClipboardText(crate::channels::ClipboardText),
+    /// A clipboard request failed: the server could not provide the data, or it was larger
+    /// than the session accepts.
+    #[cfg(feature = "clipboard")]
+    ClipboardError(String),
 }
 
 /// A read-only view of the framebuffer: RGBA, 4 bytes a pixel, rows `stride` bytes apart.

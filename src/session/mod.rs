@@ -93,7 +93,7 @@ pub struct Session<S> {
     pub(crate) image: DecodedImage,
     negotiated: Negotiated,
     activation: Option<Box<ConnectionActivationSequence>>,
-    events: VecDeque<Event>,
+    pub(crate) events: VecDeque<Event>,
     out: Vec<u8>,
     out_pos: usize,
     scratch: WriteBuf,
@@ -106,6 +106,11 @@ pub struct Session<S> {
     idle: Option<Idle>,
     frames: FrameProgress,
     pub(crate) display: DisplayState,
+    #[cfg(feature = "clipboard")]
+    pub(crate) clipboard: crate::channels::ClipboardState,
+    /// The format of the clipboard data asked for and not yet received.
+    #[cfg(feature = "clipboard")]
+    pub(crate) clipboard_requested: Option<ironrdp_cliprdr::pdu::ClipboardFormatId>,
 }
 
 /// The session's idle-read deadline: re-armed whenever bytes arrive.
@@ -173,6 +178,10 @@ impl<S> Session<S> {
             idle: None,
             frames: FrameProgress::default(),
             display,
+            #[cfg(feature = "clipboard")]
+            clipboard: crate::channels::ClipboardState::default(),
+            #[cfg(feature = "clipboard")]
+            clipboard_requested: None,
         }
     }
 
@@ -211,6 +220,12 @@ impl<S> Session<S> {
     /// Display control: resizing the remote desktop (see [`Display`]).
     pub fn display(&mut self) -> Display<'_, S> {
         Display::new(self)
+    }
+
+    /// The clipboard: text both ways (see [`Clipboard`](crate::channels::Clipboard)).
+    #[cfg(feature = "clipboard")]
+    pub fn clipboard(&mut self) -> crate::channels::Clipboard<'_, S> {
+        crate::channels::Clipboard::new(self)
     }
 
     /// The framed stream the session runs on.
