@@ -77,7 +77,7 @@ impl ClipboardFormat {
     }
 }
 
-const CF_UNICODETEXT: ClipboardFormatId = ClipboardFormatId(13);
+const CF_UNICODETEXT: ClipboardFormatId = ClipboardFormatId::CF_UNICODETEXT;
 
 /// What IronRDP's processor told the backend, in order.
 #[derive(Debug)]

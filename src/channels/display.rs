@@ -201,6 +201,10 @@ impl<S: FramedRead + FramedWrite> Display<'_, S> {
 impl<S> Session<S> {
     /// Sends the pending resize request if the channel is ready and no answer is awaited.
     pub(crate) fn send_display_request(&mut self) -> Result<()> {
+        // Called for every frame: without a pending request, not even the clock is read.
+        if self.display.pending.is_none() {
+            return Ok(());
+        }
         let now = Instant::now();
         let Some(request) = self.display.due(now) else {
             return Ok(());
