@@ -58,6 +58,8 @@ pub mod tls;
 pub mod trust;
 
 pub use crate::channels::Channel;
+#[cfg(feature = "clipboard-image")]
+pub use crate::channels::ClipboardImage;
 pub use crate::client::{
     connect, connect_with_retry, connect_with_timings, is_transient, reconnect, Backoff, ClientConfig, ClientSession,
     ClientStream, Codec, ColorDepth, ConnectTimings, IntoTarget, Phase, Secret, Security, Target, Timeouts,

@@ -7,7 +7,8 @@
 //! so that bound never reaches the application. Their outgoing data goes through the session's
 //! output queue, like input, so cancel safety holds.
 //!
-//! - `clipboard` (feature `clipboard`): the clipboard, text both ways;
+//! - `clipboard` (feature `clipboard`): the clipboard, text both ways, and images (feature
+//!   `clipboard-image`);
 //! - `display`: display control ([MS-RDPEDISP]) — resizing the remote desktop, and laying it
 //!   out over several monitors (`monitor`), also at connection time.
 //!
@@ -26,6 +27,8 @@ use ironrdp_dvc::DrdynvcClient;
 pub(crate) use self::clipboard::ClipboardState;
 #[cfg(feature = "clipboard")]
 pub use self::clipboard::{Clipboard, ClipboardFormat, ClipboardText, DEFAULT_MAX_CLIPBOARD_BYTES};
+#[cfg(feature = "clipboard-image")]
+pub use self::clipboard::ClipboardImage;
 pub use self::display::Display;
 pub(crate) use self::display::DisplayState;
 pub(crate) use self::monitor::gcc_layout;
@@ -40,7 +43,7 @@ pub enum Channel {
     ///
     /// [MS-RDPEDISP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpedisp/
     DisplayControl,
-    /// The clipboard ([MS-RDPECLIP]), text both ways
+    /// The clipboard ([MS-RDPECLIP]), text (and, with the `clipboard-image` feature, images) both ways
     /// ([`Session::clipboard`](crate::Session::clipboard)). Needs the `clipboard` feature
     /// (on by default); without it the channel is not offered.
     ///

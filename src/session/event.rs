@@ -118,6 +118,10 @@ pub enum Event {
     /// The text of the server's clipboard, as asked for.
     #[cfg(feature = "clipboard")]
     ClipboardText(crate::channels::ClipboardText),
+    /// The image of the server's clipboard, as asked for
+    /// ([`Clipboard::request_image`](crate::channels::Clipboard::request_image)).
+    #[cfg(feature = "clipboard-image")]
+    ClipboardImage(crate::channels::ClipboardImage),
     /// A clipboard request failed: the server could not provide the data, or it was larger
     /// than the session accepts.
     #[cfg(feature = "clipboard")]

@@ -108,9 +108,6 @@ pub struct Session<S> {
     pub(crate) display: DisplayState,
     #[cfg(feature = "clipboard")]
     pub(crate) clipboard: crate::channels::ClipboardState,
-    /// The format of the clipboard data asked for and not yet received.
-    #[cfg(feature = "clipboard")]
-    pub(crate) clipboard_requested: Option<ironrdp_cliprdr::pdu::ClipboardFormatId>,
 }
 
 /// The session's idle-read deadline: re-armed whenever bytes arrive.
@@ -180,8 +177,6 @@ impl<S> Session<S> {
             display,
             #[cfg(feature = "clipboard")]
             clipboard: crate::channels::ClipboardState::default(),
-            #[cfg(feature = "clipboard")]
-            clipboard_requested: None,
         }
     }
 
@@ -222,7 +217,7 @@ impl<S> Session<S> {
         Display::new(self)
     }
 
-    /// The clipboard: text both ways (see [`Clipboard`](crate::channels::Clipboard)).
+    /// The clipboard: text and images both ways (see [`Clipboard`](crate::channels::Clipboard)).
     #[cfg(feature = "clipboard")]
     pub fn clipboard(&mut self) -> crate::channels::Clipboard<'_, S> {
         crate::channels::Clipboard::new(self)
