@@ -466,6 +466,105 @@ fn xrdp_clipboard_text_both_ways() -> TestResult {
     })
 }
 
+/// xrdp's chansrv bridges CF_DIB and the X clipboard's `image/bmp` (a BMP file: a 14-byte file
+/// header before the DIB).
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn xrdp_clipboard_image_both_ways() -> TestResult {
+    let _serial = serial();
+    let xrdp = start_xrdp(false)?;
+    block_on(async {
+        let mut session = screenshot(&xrdp.addr, xrdp.config(XRDP_PASS), Duration::from_millis(500)).await?;
+
+        let (width, height) = (37, 21);
+        let sent = clip_pattern(width, height, 0);
+        let bmp = std::env::temp_dir().join("async-rdp-clipboard-in.bmp");
+        std::fs::write(&bmp, bmp_file(width, height, &sent))?;
+        in_xrdp_session(&format!(
+            "xclip -selection clipboard -t image/bmp -i {} >/dev/null 2>&1",
+            bmp.display()
+        ))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let image = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match async_std::future::timeout(left, session.next_event()).await {
+                Err(_) => return Err("no clipboard image from the server within 20 s".into()),
+                Ok(event) => match event? {
+                    Event::ClipboardChanged { formats } if formats.iter().any(|f| f.is_image()) => {
+                        session.clipboard().request_image()?;
+                    }
+                    Event::ClipboardImage(image) => break image,
+                    Event::ClipboardError(e) => return Err(e.into()),
+                    _ => {}
+                },
+            }
+        };
+        assert_eq!((image.width(), image.height()), (width, height));
+        assert!(image.to_rgba()? == sent, "the image from the X session differs");
+
+        let (width, height) = (50, 30);
+        let copied = clip_pattern(width, height, 3);
+        session
+            .clipboard()
+            .set_image(async_rdp::ClipboardImage::from_rgba(width, height, &copied)?)?;
+        session.flush().await?;
+        let out = std::env::temp_dir().join("async-rdp-clipboard-out.bmp");
+        let _ = std::fs::remove_file(&out);
+        let command = format!(
+            "sleep 0.5; timeout 10 xclip -selection clipboard -t image/bmp -o > {}",
+            out.display()
+        );
+        let reader = std::thread::spawn(move || in_xrdp_session(&command).map_err(|e| e.to_string()));
+        while !reader.is_finished() {
+            let _ = async_std::future::timeout(Duration::from_millis(100), session.next_event()).await;
+        }
+        reader.join().map_err(|_| "the xclip thread panicked")??;
+        let pasted = std::fs::read(&out)?;
+        let want = bmp_file(width, height, &copied);
+        // The header's geometry (width, height, planes, bits per pixel) must match.
+        assert_eq!(pasted.get(18..30), want.get(18..30), "the BMP header differs");
+        // xrdp 0.9.21's chansrv writes the BMP 14 bytes (the file header's length) short: the
+        // end of the top row is cut off. Every pixel it does write must be exact.
+        assert!(
+            pasted.len() + 14 >= want.len(),
+            "{} of {} BMP bytes",
+            pasted.len(),
+            want.len()
+        );
+        assert!(
+            pasted[54..] == want[54..pasted.len()],
+            "the image pasted in the X session differs"
+        );
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+/// An opaque test picture (top-down RGBA) whose neighbouring pixels differ.
+fn clip_pattern(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    (0..height)
+        .flat_map(|y| (0..width).flat_map(move |x| [(x * 7 + seed) as u8, (y * 5) as u8, (x ^ y ^ seed) as u8, 255]))
+        .collect()
+}
+
+/// A 32-bit bottom-up BMP file of `rgba`.
+fn bmp_file(width: u32, height: u32, rgba: &[u8]) -> Vec<u8> {
+    let pixels: Vec<u8> = rgba
+        .chunks_exact(width as usize * 4)
+        .rev()
+        .flat_map(|row| row.chunks_exact(4).flat_map(|p| [p[2], p[1], p[0], p[3]]))
+        .collect();
+    let mut bmp = b"BM".to_vec();
+    for field in [54 + pixels.len() as u32, 0, 54, 40, width, height] {
+        bmp.extend_from_slice(&field.to_le_bytes());
+    }
+    bmp.extend_from_slice(&1u16.to_le_bytes()); // planes
+    bmp.extend_from_slice(&32u16.to_le_bytes()); // bits per pixel
+    bmp.extend_from_slice(&[0; 24]); // BI_RGB, image size, resolution, palette: defaults
+    bmp.extend_from_slice(&pixels);
+    bmp
+}
+
 /// Runs `command` with `sh -c` as the xrdp session's user, on its X display; returns stdout.
 fn in_xrdp_session(command: &str) -> TestResult<String> {
     let out = Command::new("runuser")
@@ -934,5 +1033,238 @@ fn ironrdp_server_going_away_is_a_disconnect_event() -> TestResult {
                 _ => {}
             }
         }
+    })
+}
+
+/// The peer's clipboard test image (interop/ironrdp-peer/README.md, `clipboard-image W H`),
+/// recomputed here: RGBA of pixel (x, y), whatever the image's size.
+fn peer_clipboard_pixel(x: u32, y: u32) -> [u8; 4] {
+    [(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x ^ y) % 256) as u8, 255]
+}
+
+/// FNV-1a 64, as the peer's `clipboard_image` event reports it (16 lower-case hex digits).
+fn fnv1a64_hex(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// Connects to the peer without codecs (planar bitmaps: exact) and over TLS, with the default
+/// channels (display control and the clipboard); processes the first frame.
+async fn peer_session(peer: &Peer) -> TestResult<ClientSession> {
+    let config = peer
+        .config(PEER_PASS)
+        .with_codecs(&[])
+        .with_security(async_rdp::Security::Tls);
+    screenshot(&peer.addr, config, Duration::from_millis(300)).await
+}
+
+/// Drives the session until the peer prints an `event` line named `name` (within 10 s): the
+/// client has to answer the peer's requests meanwhile. The session's events are dropped,
+/// except that a disconnect or a clipboard error is an error.
+async fn peer_event_while_driving(session: &mut ClientSession, peer: &Peer, name: &str) -> TestResult<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let tag = format!("\"event\":\"{name}\"");
+    loop {
+        while let Ok(line) = peer.lines.try_recv() {
+            if line.contains(&tag) {
+                return Ok(line);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("ironrdp-peer printed no {name} event within 10 s").into());
+        }
+        match async_std::future::timeout(Duration::from_millis(50), session.next_event()).await {
+            Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
+            Ok(Ok(Event::ClipboardError(e))) => return Err(format!("clipboard error: {e}").into()),
+            Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+            _ => {}
+        }
+    }
+}
+
+/// The clipboard both ways with IronRDP's server: text the peer copies (non-ASCII, outside the
+/// Basic Multilingual Plane too) is announced, asked for and read exactly; text the client
+/// copies is asked for by the peer and arrives exactly.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_clipboard_text_both_ways() -> TestResult {
+    let _serial = serial();
+    let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
+    block_on(async {
+        let mut session = peer_session(&peer).await?;
+        // The client's first Format List makes the channel ready on the server's side.
+        peer_event_while_driving(&mut session, &peer, "clipboard_ready").await?;
+
+        let from_server = "é 漢字 😀";
+        peer.command(&format!("clipboard-text {from_server}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match async_std::future::timeout(left, session.next_event()).await {
+                Err(_) => return Err("no clipboard text from the server within 10 s".into()),
+                Ok(event) => match event? {
+                    Event::ClipboardChanged { formats } if formats.iter().any(|f| f.is_text()) => {
+                        assert!(formats.iter().any(|f| f.id == 13), "no CF_UNICODETEXT in {formats:?}");
+                        session.clipboard().request_text()?;
+                    }
+                    Event::ClipboardText(text) => break text.into_string(),
+                    Event::ClipboardError(e) => return Err(e.into()),
+                    Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                    _ => {}
+                },
+            }
+        };
+        assert_eq!(text, from_server);
+        let request = peer.wait_for("clipboard_request")?;
+        assert_eq!(
+            (field(&request, "format"), field(&request, "answered")),
+            (Some("13"), Some("true")),
+            "{request}"
+        );
+
+        let from_client = "from the client: é 漢字 😀";
+        session.clipboard().set_text(from_client)?;
+        session.flush().await?;
+        let line = peer_event_while_driving(&mut session, &peer, "clipboard_text").await?;
+        // The peer writes non-ASCII as is (JSON escapes only quotes, backslashes and controls).
+        assert_eq!(field(&line, "text"), Some(from_client), "{line}");
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+/// Images both ways with IronRDP's server: the peer's CF_DIB test image arrives pixel for
+/// pixel; an image the client copies is read by the peer (as CF_DIB) to the same RGBA bytes.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_clipboard_image_both_ways() -> TestResult {
+    let _serial = serial();
+    let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
+    block_on(async {
+        let mut session = peer_session(&peer).await?;
+        peer_event_while_driving(&mut session, &peer, "clipboard_ready").await?;
+
+        peer.command("clipboard-image 64 48")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let image = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match async_std::future::timeout(left, session.next_event()).await {
+                Err(_) => return Err("no clipboard image from the server within 10 s".into()),
+                Ok(event) => match event? {
+                    Event::ClipboardChanged { formats } if formats.iter().any(|f| f.is_image()) => {
+                        session.clipboard().request_image()?;
+                    }
+                    Event::ClipboardImage(image) => break image,
+                    Event::ClipboardError(e) => return Err(e.into()),
+                    Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                    _ => {}
+                },
+            }
+        };
+        assert_eq!((image.width(), image.height()), (64, 48));
+        let rgba = image.to_rgba()?;
+        assert_eq!(rgba.len(), 64 * 48 * 4);
+        for (i, got) in rgba.chunks_exact(4).enumerate() {
+            let (x, y) = (i as u32 % 64, i as u32 / 64);
+            let want = peer_clipboard_pixel(x, y);
+            assert_eq!(got, want, "pixel ({x},{y}) of the server's clipboard image");
+        }
+
+        let (width, height) = (50u32, 30u32);
+        let copied: Vec<u8> = (0..height)
+            .flat_map(|y| {
+                (0..width).flat_map(move |x| [(x * 5 + y) as u8, (200 - y * 3) as u8, (x * y % 256) as u8, 255])
+            })
+            .collect();
+        session
+            .clipboard()
+            .set_image(async_rdp::ClipboardImage::from_rgba(width, height, &copied)?)?;
+        session.flush().await?;
+        let line = peer_event_while_driving(&mut session, &peer, "clipboard_image").await?;
+        println!("ironrdp-peer read the client's image: {line}");
+        assert_eq!(
+            (field(&line, "width"), field(&line, "height")),
+            (Some("50"), Some("30")),
+            "{line}"
+        );
+        assert_eq!(
+            field(&line, "rgba_fnv1a64"),
+            Some(fnv1a64_hex(&copied).as_str()),
+            "{line}"
+        );
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+/// Display control with IronRDP's server: the client's resize request reaches the server as a
+/// monitor layout, the server reactivates the session at that size, and the desktop is drawn
+/// again at it, pixel for pixel.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_resizes_through_display_control() -> TestResult {
+    let _serial = serial();
+    let peer = peer(&["--security", "tls", "--codecs", ""])?;
+    block_on(async {
+        let config = peer
+            .config(PEER_PASS)
+            .with_codecs(&[])
+            .with_security(async_rdp::Security::Tls)
+            .with_channels(&[async_rdp::Channel::DisplayControl]);
+        let mut session = screenshot(&peer.addr, config, Duration::from_millis(300)).await?;
+        peer.wait_for("activated")?;
+        // The server opens the channel and announces its capabilities; until then requests wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !session.display().is_ready() {
+            if Instant::now() > deadline {
+                return Err("display control not ready within 10 s".into());
+            }
+            match async_std::future::timeout(Duration::from_millis(100), session.next_event()).await {
+                Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
+                Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+                _ => {}
+            }
+        }
+        assert_eq!(session.display().resize(800, 600)?, (800, 600));
+        assert_eq!(wait_for_resize(&mut session).await?, (800, 600));
+        let layout = peer.wait_for("layout_request")?;
+        assert_eq!(
+            (
+                field(&layout, "width"),
+                field(&layout, "height"),
+                field(&layout, "monitors")
+            ),
+            (Some("800"), Some("600"), Some("1")),
+            "{layout}"
+        );
+        let resized = peer.wait_for("resized")?;
+        assert_eq!(
+            (
+                field(&resized, "width"),
+                field(&resized, "height"),
+                field(&resized, "active")
+            ),
+            (Some("800"), Some("600"), Some("true")),
+            "{resized}"
+        );
+        assert_eq!(session.display().requests_sent(), 1);
+        // Let the full frame at the new size arrive, then compare every pixel.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(miss) = peer_mismatch(&session) {
+            if Instant::now() > deadline {
+                return Err(miss.into());
+            }
+            match async_std::future::timeout(Duration::from_millis(300), session.next_event()).await {
+                Ok(Ok(Event::Disconnected(reason))) => return Err(format!("disconnected: {reason:?}").into()),
+                Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+                _ => {}
+            }
+        }
+        let fb = session.framebuffer();
+        assert_eq!((fb.width, fb.height), (800, 600));
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
     })
 }

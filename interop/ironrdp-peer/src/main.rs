@@ -9,13 +9,18 @@ use std::num::{NonZeroU16, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{bail, Context as _, Result};
+use ironrdp_cliprdr::backend::{ClipboardMessage, CliprdrBackend, CliprdrBackendFactory};
+use ironrdp_cliprdr::pdu::{
+    ClipboardFormat, ClipboardFormatId, ClipboardGeneralCapabilityFlags, FileContentsRequest, FileContentsResponse,
+    FormatDataRequest, FormatDataResponse, LockDataId, OwnedFormatDataResponse,
+};
 use ironrdp_displaycontrol::pdu::DisplayControlMonitorLayout;
 use ironrdp_pdu::rdp::capability_sets::{server_codecs_capabilities, BitmapCodecs, CodecProperty};
 use ironrdp_server::tokio_rustls::{rustls, TlsAcceptor};
 use ironrdp_server::{
-    BitmapUpdate, CredentialDecision, CredentialValidationError, CredentialValidator, Credentials, DesktopSize,
-    DisplayUpdate, KeyboardEvent, MouseEvent, PixelFormat, RdpServer, RdpServerDisplay, RdpServerDisplayUpdates,
-    RdpServerInputHandler,
+    BitmapUpdate, CliprdrServerFactory, CredentialDecision, CredentialValidationError, CredentialValidator,
+    Credentials, DesktopSize, DisplayUpdate, KeyboardEvent, MouseEvent, PixelFormat, RdpServer, RdpServerDisplay,
+    RdpServerDisplayUpdates, RdpServerInputHandler, ServerEvent, ServerEventSender,
 };
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
@@ -23,6 +28,9 @@ use tokio::sync::mpsc;
 
 /// The largest width or height accepted for the desktop.
 const MAX_DIMENSION: u16 = 8192;
+
+/// The largest width or height of the clipboard test image (`clipboard-image`).
+const MAX_CLIPBOARD_IMAGE_DIMENSION: u16 = 2048;
 
 const USAGE: &str = "\
 usage: ironrdp-peer [options]
@@ -38,7 +46,7 @@ usage: ironrdp-peer [options]
   --key ecdsa|rsa        certificate key type (default ecdsa, P-256; rsa = 2048-bit)
   --exit-on-eof          exit when stdin reaches end of file (for test harnesses)
   -h, --help             this text
-stdin commands: 'resize W H', 'quit'";
+stdin commands: 'resize W H', 'clipboard-text TEXT', 'clipboard-image W H', 'quit'";
 
 /// Writes one JSON event line to stdout and flushes it. Never prints a password: no caller
 /// passes one.
@@ -79,7 +87,9 @@ struct Options {
 }
 
 fn parse_dimension(name: &str, text: &str) -> Result<u16> {
-    let value: u16 = text.parse().with_context(|| format!("{name}: not a number: {text:?}"))?;
+    let value: u16 = text
+        .parse()
+        .with_context(|| format!("{name}: not a number: {text:?}"))?;
     if value == 0 || value > MAX_DIMENSION {
         bail!("{name} must be in 1..={MAX_DIMENSION}, not {value}");
     }
@@ -107,7 +117,9 @@ fn parse_args() -> Result<Options> {
             "--port" => o.port = value()?.parse().context("--port: not a port number")?,
             "--bind" => {
                 let text = value()?;
-                o.bind = text.parse().with_context(|| format!("--bind: not an IP address: {text:?}"))?;
+                o.bind = text
+                    .parse()
+                    .with_context(|| format!("--bind: not an IP address: {text:?}"))?;
             }
             "--security" => {
                 o.security = match value()?.as_str() {
@@ -435,6 +447,273 @@ fn unicode_event(code: u16, pressed: bool) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Clipboard (CLIPRDR): the server's own clipboard, set by stdin commands, and the client's,
+// fetched and reported as soon as the client announces it.
+
+/// `CF_DIB`, `CF_DIBV5` and `CF_UNICODETEXT` as plain numbers, for matching.
+const CF_DIB: u32 = 8;
+const CF_DIBV5: u32 = 17;
+const CF_UNICODETEXT: u32 = 13;
+
+/// What the server's clipboard holds: one format and its data, as sent to the client.
+#[derive(Debug, Clone)]
+struct ServerClipboard {
+    format: ClipboardFormatId,
+    data: Vec<u8>,
+}
+
+/// Clipboard state shared by the backend of the current connection, the stdin commands and the
+/// accept loop.
+#[derive(Debug, Default)]
+struct ClipState {
+    /// Into ironrdp-server's event loop (set once, when the server is built).
+    sender: Option<mpsc::UnboundedSender<ServerEvent>>,
+    /// The server's clipboard, kept across connections.
+    content: Option<ServerClipboard>,
+    /// The current connection's channel is ready: the client sent its first Format List.
+    /// Only then are format lists sent (ironrdp-server dispatches events only while a
+    /// connection runs, so anything sent earlier would reach the next client too early).
+    ready: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ClipHandle(Arc<Mutex<ClipState>>);
+
+impl ClipHandle {
+    fn lock(&self) -> MutexGuard<'_, ClipState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, message: ClipboardMessage) {
+        if let Some(sender) = &self.lock().sender {
+            // Gone only when the server is: nobody to tell.
+            let _ = sender.send(ServerEvent::Clipboard(message));
+        }
+    }
+
+    /// Sends the Format List of the server's clipboard, if the channel is ready.
+    fn offer_if_ready(&self) {
+        let s = self.lock();
+        let (true, Some(content)) = (s.ready, &s.content) else {
+            return;
+        };
+        let format = content.format;
+        if let Some(sender) = &s.sender {
+            let _ = sender.send(ServerEvent::Clipboard(ClipboardMessage::SendInitiateCopy(vec![
+                ClipboardFormat::new(format),
+            ])));
+        }
+        drop(s);
+        emit(json!({"event": "clipboard_offered", "formats": [format.value()]}));
+    }
+
+    /// Replaces the server's clipboard (a copy on the server) and offers it.
+    fn set(&self, content: ServerClipboard) {
+        self.lock().content = Some(content);
+        self.offer_if_ready();
+    }
+
+    fn connection_ended(&self) {
+        self.lock().ready = false;
+    }
+}
+
+/// Builds one backend per connection; ironrdp-server hands it its event sender once.
+struct ClipFactory {
+    clip: ClipHandle,
+}
+
+impl CliprdrBackendFactory for ClipFactory {
+    fn build_cliprdr_backend(&self) -> Box<dyn CliprdrBackend> {
+        self.clip.lock().ready = false;
+        Box::new(ClipBackend {
+            clip: self.clip.clone(),
+            requested: None,
+        })
+    }
+}
+
+impl ServerEventSender for ClipFactory {
+    fn set_sender(&mut self, sender: mpsc::UnboundedSender<ServerEvent>) {
+        self.clip.lock().sender = Some(sender);
+    }
+}
+
+impl CliprdrServerFactory for ClipFactory {}
+
+/// The CLIPRDR backend of one connection. Its callbacks run inside ironrdp-server's channel
+/// processing; what it sends goes through the server's event queue.
+#[derive(Debug)]
+struct ClipBackend {
+    clip: ClipHandle,
+    /// The format asked of the client and not yet answered.
+    requested: Option<ClipboardFormatId>,
+}
+
+ironrdp_core::impl_as_any!(ClipBackend);
+
+fn clipboard_error(message: impl Into<String>, format: Option<ClipboardFormatId>) {
+    emit(json!({
+        "event": "clipboard_error",
+        "message": message.into(),
+        "format": format.map(|f| f.value()),
+    }));
+}
+
+impl ClipBackend {
+    fn report_data(&self, format: ClipboardFormatId, data: &[u8]) {
+        match format.value() {
+            CF_UNICODETEXT => match ironrdp_peer::text_from_utf16le(data) {
+                Ok(text) => emit(json!({"event": "clipboard_text", "text": text})),
+                Err(e) => clipboard_error(e, Some(format)),
+            },
+            CF_DIB | CF_DIBV5 => match ironrdp_peer::rgba_from_dib(data) {
+                Ok(image) => emit(json!({
+                    "event": "clipboard_image",
+                    "width": image.width,
+                    "height": image.height,
+                    "rgba_fnv1a64": format!("{:016x}", ironrdp_peer::fnv1a64(&image.rgba)),
+                    "format": format.value(),
+                    "bpp": image.bpp,
+                    "top_down": image.top_down,
+                    "bytes": data.len(),
+                })),
+                Err(e) => clipboard_error(e, Some(format)),
+            },
+            other => clipboard_error(format!("data of format {other} is not decoded"), Some(format)),
+        }
+    }
+}
+
+impl CliprdrBackend for ClipBackend {
+    fn temporary_directory(&self) -> &str {
+        // Only a client sends its temporary directory.
+        ""
+    }
+
+    fn client_capabilities(&self) -> ClipboardGeneralCapabilityFlags {
+        // Long format names are always added by ironrdp-cliprdr; no files, no locking.
+        ClipboardGeneralCapabilityFlags::empty()
+    }
+
+    fn on_ready(&mut self) {
+        self.clip.lock().ready = true;
+        emit(json!({"event": "clipboard_ready"}));
+        self.clip.offer_if_ready();
+    }
+
+    fn on_request_format_list(&mut self) {
+        // Only a client is asked for its format list (on Monitor Ready).
+    }
+
+    fn on_format_list_response(&mut self, ok: bool) {
+        emit(json!({"event": "clipboard_offer_response", "ok": ok}));
+    }
+
+    fn on_process_negotiated_capabilities(&mut self, capabilities: ClipboardGeneralCapabilityFlags) {
+        log::debug!("clipboard capabilities: {capabilities:?}");
+    }
+
+    fn on_remote_copy(&mut self, available_formats: &[ClipboardFormat]) {
+        let ids: Vec<u32> = available_formats.iter().map(|f| f.id().value()).collect();
+        let names: Vec<Option<&str>> = available_formats.iter().map(|f| f.name().map(|n| n.value())).collect();
+        emit(json!({"event": "clipboard_formats", "formats": ids, "names": names}));
+        // Text first; of the images the plain DIB (the simplest, and what every writer offers).
+        let wanted = [CF_UNICODETEXT, CF_DIB, CF_DIBV5]
+            .into_iter()
+            .find(|id| ids.contains(id))
+            .map(ClipboardFormatId::new);
+        self.requested = wanted;
+        if let Some(format) = wanted {
+            self.clip.send(ClipboardMessage::SendInitiatePaste(format));
+        }
+    }
+
+    fn on_format_data_request(&mut self, request: FormatDataRequest) {
+        let data = self
+            .clip
+            .lock()
+            .content
+            .as_ref()
+            .filter(|c| c.format == request.format)
+            .map(|c| c.data.clone());
+        emit(json!({
+            "event": "clipboard_request",
+            "format": request.format.value(),
+            "answered": data.is_some(),
+        }));
+        let response = match data {
+            Some(data) => OwnedFormatDataResponse::new_data(data),
+            None => OwnedFormatDataResponse::new_error(),
+        };
+        self.clip.send(ClipboardMessage::SendFormatData(response));
+    }
+
+    fn on_format_data_response(&mut self, response: FormatDataResponse<'_>) {
+        let Some(format) = self.requested.take() else {
+            clipboard_error("format data that was not asked for", None);
+            return;
+        };
+        if response.is_error() {
+            clipboard_error("the client could not provide the data", Some(format));
+            return;
+        }
+        self.report_data(format, response.data());
+    }
+
+    fn on_file_contents_request(&mut self, request: FileContentsRequest) {
+        // No file lists are offered, so there is nothing to read from.
+        self.clip.send(ClipboardMessage::SendFileContentsResponse(
+            FileContentsResponse::new_error(request.stream_id),
+        ));
+    }
+
+    fn on_file_contents_response(&mut self, _response: FileContentsResponse<'_>) {}
+
+    fn on_lock(&mut self, _data_id: LockDataId) {}
+
+    fn on_unlock(&mut self, _data_id: LockDataId) {}
+}
+
+fn clipboard_text_command(text: &str, clip: &ClipHandle) {
+    let mut data: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    data.extend_from_slice(&[0, 0]);
+    emit(json!({"event": "clipboard_set", "format": CF_UNICODETEXT, "text": text}));
+    clip.set(ServerClipboard {
+        format: ClipboardFormatId::CF_UNICODETEXT,
+        data,
+    });
+}
+
+fn clipboard_image_command(width: &str, height: &str, clip: &ClipHandle) -> Result<()> {
+    let parse = |name: &str, text: &str| -> Result<u32> {
+        let value: u16 = text
+            .parse()
+            .with_context(|| format!("{name}: not a number: {text:?}"))?;
+        if value == 0 || value > MAX_CLIPBOARD_IMAGE_DIMENSION {
+            bail!("{name} must be in 1..={MAX_CLIPBOARD_IMAGE_DIMENSION}, not {value}");
+        }
+        Ok(u32::from(value))
+    };
+    let (w, h) = (parse("width", width)?, parse("height", height)?);
+    let rgba = ironrdp_peer::clipboard_image_rgba(w, h);
+    let data = ironrdp_peer::dib_from_rgba(w, h, &rgba).map_err(anyhow::Error::msg)?;
+    emit(json!({
+        "event": "clipboard_set",
+        "format": CF_DIB,
+        "width": w,
+        "height": h,
+        "rule": "r = x*7 mod 256, g = y*5 mod 256, b = (x XOR y) mod 256, a = 255",
+        "rgba_fnv1a64": format!("{:016x}", ironrdp_peer::fnv1a64(&rgba)),
+    }));
+    clip.set(ServerClipboard {
+        format: ClipboardFormatId::CF_DIB,
+        data,
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Credentials (TLS security only: with hybrid, CredSSP checks them against --user/--password).
 
 struct ReportCredentials {
@@ -456,7 +735,11 @@ impl CredentialValidator for ReportCredentials {
             "domain": credentials.domain,
             "accepted": accepted,
         }));
-        Ok(if accepted { CredentialDecision::Accept } else { CredentialDecision::Reject })
+        Ok(if accepted {
+            CredentialDecision::Accept
+        } else {
+            CredentialDecision::Reject
+        })
     }
 }
 
@@ -479,10 +762,13 @@ fn make_identity(key: KeyType) -> Result<Identity> {
     .context("generate key pair")?;
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
         .context("certificate parameters")?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, "ironrdp-peer");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ironrdp-peer");
     let cert = params.self_signed(&key_pair).context("self-sign certificate")?;
     let cert_der = cert.der().clone();
-    let fingerprint = ironrdp_peer::colon_hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert_der).as_ref());
+    let fingerprint =
+        ironrdp_peer::colon_hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert_der).as_ref());
     // For ECDSA the uncompressed point, for RSA the PKCS#1 RSAPublicKey: in both cases the
     // content of the certificate's subjectPublicKey BIT STRING.
     let public_key = key_pair.public_key_raw().to_vec();
@@ -504,10 +790,23 @@ fn make_identity(key: KeyType) -> Result<Identity> {
 
 // ---------------------------------------------------------------------------------------------
 
-fn handle_command(line: &str, shared: &SharedHandle) {
+fn handle_command(line: &str, shared: &SharedHandle, clip: &ClipHandle) {
+    // The text is the rest of the line after one space, verbatim (spaces included).
+    let trimmed = line.trim_start();
+    if let Some(rest) = trimmed.strip_prefix("clipboard-text") {
+        if rest.is_empty() || rest.starts_with(' ') {
+            clipboard_text_command(rest.strip_prefix(' ').unwrap_or(rest), clip);
+            return;
+        }
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         [] => {}
+        ["clipboard-image", w, h] => {
+            if let Err(e) = clipboard_image_command(w, h, clip) {
+                emit(json!({"event": "error", "message": format!("{e:#}")}));
+            }
+        }
         ["quit"] | ["exit"] => {
             emit(json!({"event": "quit"}));
             std::process::exit(0);
@@ -520,11 +819,11 @@ fn handle_command(line: &str, shared: &SharedHandle) {
     }
 }
 
-async fn read_commands(shared: SharedHandle, exit_on_eof: bool) {
+async fn read_commands(shared: SharedHandle, clip: ClipHandle, exit_on_eof: bool) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         match lines.next_line().await {
-            Ok(Some(line)) => handle_command(&line, &shared),
+            Ok(Some(line)) => handle_command(&line, &shared, &clip),
             Ok(None) | Err(_) => {
                 if exit_on_eof {
                     emit(json!({"event": "quit"}));
@@ -573,11 +872,13 @@ async fn run(o: Options) -> Result<()> {
         })),
         Security::Hybrid => None,
     };
+    let clip = ClipHandle::default();
     let mut server = builder
         .with_input_handler(JsonInput)
         .with_display_handler(PatternDisplay { shared: shared.clone() })
         .with_bitmap_codecs(codecs.clone())
         .with_credential_validator(validator)
+        .with_cliprdr_factory(Some(Box::new(ClipFactory { clip: clip.clone() })))
         .build();
     if o.security == Security::Hybrid {
         server.set_credentials(Some(Credentials {
@@ -599,7 +900,7 @@ async fn run(o: Options) -> Result<()> {
         "user": o.user,
     }));
 
-    tokio::spawn(read_commands(shared.clone(), o.exit_on_eof));
+    tokio::spawn(read_commands(shared.clone(), clip.clone(), o.exit_on_eof));
 
     // One client at a time, like `RdpServer::run`; others wait in the listen backlog. Own loop
     // rather than `run()` so that connects and disconnects can be reported.
@@ -624,6 +925,7 @@ async fn run(o: Options) -> Result<()> {
         }
         // After `disconnected`, so that a resize left pending is reported after it.
         shared.connection_ended();
+        clip.connection_ended();
     }
 }
 
