@@ -24,8 +24,16 @@
 //!    as events; Refresh Rect and Suppress Output redraw; Shutdown Request is answered with
 //!    Shutdown Denied; an MCS Disconnect Provider Ultimatum or end of stream ends the
 //!    session), a [`Command`] from the owner (resize by deactivation-reactivation, graceful
-//!    disconnect, abrupt drop, redraw), or the animation timer ([`Config::animate`]), which
-//!    redraws only [`animated_region`].
+//!    disconnect, abrupt drop, redraw, bytes on a virtual channel), or the animation timer
+//!    ([`Config::animate`]), which redraws only [`animated_region`].
+//!
+//! # Virtual channels
+//!
+//! The server joins the static channels of [`channel::JOINED`] (the clipboard, the dynamic
+//! channel transport, ...) that the client asks for, and serves none of them itself: a test
+//! speaks for it with [`Command::Channel`] (or [`Scripted::Channel`]), well-formed PDUs made
+//! with [`channel::cliprdr`] and [`channel::dvc`] or any bytes at all, and reads the client's
+//! messages in [`ServerEvent::ChannelData`].
 //!
 //! # Replaying pre-encoded updates
 //!
@@ -61,6 +69,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod encode;
 mod pattern;
 mod pdu;
@@ -91,6 +100,7 @@ use ironrdp_pdu::rdp::capability_sets::{self as caps, CapabilitySet};
 use ironrdp_pdu::rdp::client_info::Credentials;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+pub use crate::channel::{ChannelData, ChannelSend, ChannelTarget};
 pub use crate::pattern::{animated_region, pattern_pixel};
 use crate::session::SessionSettings;
 pub use crate::session::{Command, MouseButton, Scripted, ServerEvent, PLAY_LINGER};
@@ -344,6 +354,7 @@ impl DemoServer {
             capabilities(self.config.desktop),
             Some(credentials),
         );
+        channel::join_all(&mut acceptor);
 
         let mut framed = LocalFramed::new(tcp);
         let mut buf = WriteBuf::new();

@@ -22,6 +22,7 @@ use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu, ShareDataPd
 use ironrdp_pdu::x224::X224;
 use ironrdp_pdu::Action;
 
+use crate::channel::{self, ChannelSend};
 use crate::encode::RemoteFxOffer;
 use crate::pattern::{ClockFace, Framebuffer};
 use crate::pdu::{self, BitmapEncoder, Channels};
@@ -100,6 +101,15 @@ pub enum ServerEvent {
         /// New desktop height.
         height: u16,
     },
+    /// A whole message the client sent on a static virtual channel the server joined
+    /// ([`JOINED`](crate::channel::JOINED)), reassembled from its chunks. The
+    /// [`channel`](crate::channel) module's `cliprdr` and `dvc` read it.
+    ChannelData {
+        /// The channel's name (`cliprdr`, `drdynvc`, ...).
+        channel: String,
+        /// The message, without Channel PDU Headers.
+        data: Vec<u8>,
+    },
     /// The session ended: the client disconnected (MCS Disconnect Provider Ultimatum),
     /// closed the connection between two PDUs, or a [`Command::Disconnect`] or
     /// [`Command::Drop`] ended it. Always the last event of a run that returns `Ok`.
@@ -142,6 +152,9 @@ pub enum Command {
     Drop,
     /// Send a full frame again.
     Redraw,
+    /// Send bytes on a static virtual channel, well-formed or not (see [`ChannelSend`]). A
+    /// channel the client did not join by that name ends the session with an error.
+    Channel(ChannelSend),
 }
 
 /// The largest desktop dimension RDP allows ([MS-RDPBCGR] 2.2.1.3.2).
@@ -267,6 +280,8 @@ pub enum Scripted {
     Send(Vec<u8>),
     /// Wait this long before the next step.
     Pause(Duration),
+    /// Send bytes on a static virtual channel (see [`ChannelSend`]).
+    Channel(ChannelSend),
 }
 
 impl Connection {
@@ -283,11 +298,17 @@ impl Connection {
     ///
     /// Not cancel safe: dropping the future may cut a PDU short.
     pub async fn play(self, script: &[Scripted]) -> Result<(), Error> {
-        let Connection { mut framed, .. } = self;
+        let Connection { mut framed, result, .. } = self;
+        let mut out = Vec::new();
         for step in script {
             match step {
                 Scripted::Send(bytes) => framed.write_all(bytes).await?,
                 Scripted::Pause(pause) => async_std::task::sleep(*pause).await,
+                Scripted::Channel(send) => {
+                    out.clear();
+                    channel::append(&mut out, &result.static_channels, result.user_channel_id, send)?;
+                    framed.write_all(&out).await?;
+                }
             }
         }
         let drain = async { while framed.read_by_hint(&DiscardAll).await.is_ok() {} };
@@ -563,6 +584,12 @@ impl Session {
                 self.framed.close().await?;
                 Ok(Flow::End)
             }
+            Command::Channel(send) => {
+                self.out.clear();
+                channel::append(&mut self.out, &self.result.static_channels, self.channels.user, &send)?;
+                self.write_out().await?;
+                self.read_ready().await
+            }
             Command::Drop => {
                 let (tls, _) = self.framed.get_inner();
                 let (prefixed, _) = tls.get_ref();
@@ -653,11 +680,7 @@ impl Session {
                 }
             }
             McsMessage::SendDataRequest(data) => {
-                log::debug!(
-                    "Demo server: ignoring {} bytes on channel {}",
-                    data.user_data.len(),
-                    data.channel_id
-                );
+                self.channel_data(data.channel_id, &data.user_data);
                 Ok(Flow::Continue)
             }
             McsMessage::DisconnectProviderUltimatum(ultimatum) => {
@@ -669,6 +692,40 @@ impl Session {
                 Ok(Flow::Continue)
             }
         }
+    }
+
+    /// A client PDU on a static virtual channel: whole messages are reported.
+    fn channel_data(&mut self, channel_id: u16, user_data: &[u8]) {
+        match channel::receive(&mut self.result.static_channels, channel_id, user_data) {
+            None => log::debug!(
+                "Demo server: ignoring {} bytes on channel {channel_id}",
+                user_data.len()
+            ),
+            // The client's chunking is not what the server is here to judge: reported, not fatal.
+            Some((name, Err(e))) => log::warn!("Demo server: bad data from the client on {name}: {e}"),
+            Some((channel, Ok(messages))) => {
+                for data in messages {
+                    self.emit(ServerEvent::ChannelData {
+                        channel: channel.clone(),
+                        data,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Handles the client PDUs that have already arrived, without waiting for more: a test
+    /// that sends many channel commands in a row still has a server that reads, as a real one
+    /// does, so the client's answers do not pile up in its output queue.
+    async fn read_ready(&mut self) -> Result<Flow, Error> {
+        // `read_pdu` is cancel safe: a PDU begun stays buffered for the next read.
+        while let Some(frame) = self.framed.read_pdu().now_or_never() {
+            let (action, frame) = frame?;
+            if self.frame(action, &frame).await? == Flow::End {
+                return Ok(Flow::End);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     async fn share_data(&mut self, pdu: ShareDataPdu) -> Result<Flow, Error> {

@@ -17,20 +17,22 @@
 #[cfg(feature = "clipboard")]
 mod clipboard;
 mod display;
+mod guard;
 mod monitor;
 
 use ironrdp_connector::ClientConnector;
 use ironrdp_displaycontrol::client::DisplayControlClient;
 use ironrdp_dvc::DrdynvcClient;
 
+#[cfg(feature = "clipboard-image")]
+pub use self::clipboard::ClipboardImage;
 #[cfg(feature = "clipboard")]
 pub(crate) use self::clipboard::ClipboardState;
 #[cfg(feature = "clipboard")]
 pub use self::clipboard::{Clipboard, ClipboardFormat, ClipboardText, DEFAULT_MAX_CLIPBOARD_BYTES};
-#[cfg(feature = "clipboard-image")]
-pub use self::clipboard::ClipboardImage;
 pub use self::display::Display;
 pub(crate) use self::display::DisplayState;
+pub(crate) use self::guard::{ChannelGuard, Verdict};
 pub(crate) use self::monitor::gcc_layout;
 pub use self::monitor::{Monitor, Orientation};
 

@@ -10,6 +10,7 @@ use ironrdp_session::ActiveStageOutput;
 
 use super::output::session_error;
 use super::{DisconnectReason, Event, Idle, Session, State};
+use crate::channels::Verdict;
 use crate::framing::{FramedRead, FramedWrite};
 use crate::{Error, ErrorKind, Result};
 
@@ -84,15 +85,28 @@ impl<S: FramedRead + FramedWrite> Session<S> {
             Err(e) => return Poll::Ready(self.lost_or_fail(e.in_context("session"))),
         };
         let observed = self.frames.observe(action, frame);
+        // Virtual channel data passes the guard first: what it drops, IronRDP never sees.
+        let channel = match self.guard.inspect(action, frame) {
+            Verdict::Drop(refusal) => {
+                self.channel_refused(refusal);
+                return Poll::Ready(Ok(()));
+            }
+            verdict => verdict.channel(),
+        };
         // IronRDP's decoders can panic on hostile input (arithmetic overflow in RemoteFX
         // clipping and tile placement, found by our fuzzing); a server must not be able to
         // crash the application. The decoder state is then suspect, so the session ends.
         let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.stage.process(&mut self.image, action, frame, received_at)
         }));
-        let mut outputs = match processed {
-            Ok(outputs) => outputs.map_err(|e| session_error("process server frame", e))?,
-            Err(panic) => {
+        let mut outputs = match (processed, channel) {
+            // A channel's bad message costs that message, not the session (`channels::guard`).
+            (Ok(Err(e)), Some(id)) => {
+                self.channel_failed(id, &e);
+                Vec::new()
+            }
+            (Ok(outputs), _) => outputs.map_err(|e| session_error("process server frame", e))?,
+            (Err(panic), _) => {
                 self.state = State::Closed;
                 let what = panic
                     .downcast_ref::<&str>()

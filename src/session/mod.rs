@@ -108,6 +108,8 @@ pub struct Session<S> {
     pub(crate) display: DisplayState,
     #[cfg(feature = "clipboard")]
     pub(crate) clipboard: crate::channels::ClipboardState,
+    /// Looks at virtual channel data before IronRDP does (`channels::guard`).
+    pub(crate) guard: crate::channels::ChannelGuard,
 }
 
 /// The session's idle-read deadline: re-armed whenever bytes arrive.
@@ -133,6 +135,7 @@ impl<S> Session<S> {
     /// Starts a session on a connection whose connection sequence has completed.
     pub fn new(framed: Framed<S>, result: ConnectionResult) -> Self {
         let display = DisplayState::new(display_control_offered(&result));
+        let guard = crate::channels::ChannelGuard::new(&result);
         let stage = ActiveStageBuilder {
             static_channels: result.static_channels,
             user_channel_id: result.user_channel_id,
@@ -177,6 +180,7 @@ impl<S> Session<S> {
             display,
             #[cfg(feature = "clipboard")]
             clipboard: crate::channels::ClipboardState::default(),
+            guard,
         }
     }
 

@@ -6,6 +6,12 @@
 //! the connection sequence; it is read in chunks whose sizes derive from the input's hash, and
 //! ends with end of stream.
 //!
+//! Each copy also gets fresh virtual channels, at fixed MCS ids so that seeds hold whatever ids
+//! a connection would assign: the clipboard (IronRDP's processor, with a backend that records
+//! nothing) at [`CLIPRDR_CHANNEL`] and the dynamic channel transport with display control at
+//! [`DRDYNVC_CHANNEL`]. Channel PDUs in the input then go through the session's channel guard
+//! and IronRDP's channel processors.
+//!
 //! # Invariants
 //!
 //! - nothing panics;
@@ -15,6 +21,7 @@
 //! - every `Graphics` rectangle lies inside the framebuffer, and the framebuffer is as large as
 //!   its size and stride say (`Resized` gives its new size).
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -27,8 +34,17 @@ use async_rdp::trust::Fingerprint;
 use async_rdp::{tls, ClientConfig, Error, ErrorKind, Event, Session, Target, Trust};
 use async_rdp_demo_server::{Config, DemoServer, Security};
 use async_std::net::TcpStream;
+use ironrdp_displaycontrol::client::DisplayControlClient;
+use ironrdp_dvc::DrdynvcClient;
 
 use super::stream::{ChunkedStream, Tap};
+
+/// The MCS id of the clipboard channel of every input's session (past the ids the demo
+/// connection assigns: the I/O channel's 1003, then the message channel's 1004).
+pub const CLIPRDR_CHANNEL: u16 = 1008;
+
+/// The MCS id of the dynamic channel transport (`drdynvc`) of every input's session.
+pub const DRDYNVC_CHANNEL: u16 = 1009;
 
 /// The client's stream after the TLS upgrade, with taps below and above TLS.
 pub type ClientStream = Tap<futures_rustls::client::TlsStream<Prefixed<Tap<TcpStream>>>>;
@@ -131,13 +147,14 @@ pub fn demo_connection_result() -> ConnectionResult {
     })
 }
 
-/// A copy of a connection result. `ConnectionResult` is not `Clone`: its static channel set
-/// holds channel processors; this crate attaches none, so an empty set with the same chunk
-/// size is an exact copy.
+/// A copy of a connection result, with fresh channels ([`CLIPRDR_CHANNEL`],
+/// [`DRDYNVC_CHANNEL`]). `ConnectionResult` is not `Clone`: its static channel set holds
+/// channel processors; the demo connection attaches none, so a set of fresh ones with the same
+/// chunk size is a copy as good as new.
 ///
 /// # Panics
 ///
-/// If `result` has static channels.
+/// If `result` has static channels, or uses the channel ids the copy gives its channels.
 pub fn clone_result(result: &ConnectionResult) -> ConnectionResult {
     assert!(
         result.static_channels.values().next().is_none(),
@@ -165,7 +182,70 @@ pub fn clone_result(result: &ConnectionResult) -> ConnectionResult {
         copy.static_channels.set_maximum_chunk_size(chunk),
         "harness: chunk size {chunk} not accepted"
     );
+    attach_channels(&mut copy);
     copy
+}
+
+/// Fresh channel processors on `result`, at the harness's channel ids.
+fn attach_channels(result: &mut ConnectionResult) {
+    let taken = [
+        Some(result.io_channel_id),
+        Some(result.user_channel_id),
+        result.message_channel_id,
+    ];
+    assert!(
+        !taken.contains(&Some(CLIPRDR_CHANNEL)) && !taken.contains(&Some(DRDYNVC_CHANNEL)),
+        "harness: the demo connection uses the channel ids the harness gives its channels"
+    );
+    let channels = &mut result.static_channels;
+    let display = DisplayControlClient::new(|_| Ok(Vec::new()));
+    channels.insert(DrdynvcClient::new().with_dynamic_channel(display));
+    channels.attach_channel_id(TypeId::of::<DrdynvcClient>(), DRDYNVC_CHANNEL);
+    #[cfg(feature = "clipboard")]
+    {
+        use ironrdp_cliprdr::CliprdrClient;
+        channels.insert(CliprdrClient::new(Box::new(NullClipboard)));
+        channels.attach_channel_id(TypeId::of::<CliprdrClient>(), CLIPRDR_CHANNEL);
+    }
+}
+
+/// A clipboard backend that records nothing (the session's own backend is private to it).
+#[cfg(feature = "clipboard")]
+#[derive(Debug)]
+struct NullClipboard;
+
+#[cfg(feature = "clipboard")]
+async_rdp::ironrdp_core::impl_as_any!(NullClipboard);
+
+#[cfg(feature = "clipboard")]
+impl ironrdp_cliprdr::backend::CliprdrBackend for NullClipboard {
+    fn temporary_directory(&self) -> &str {
+        ""
+    }
+
+    fn client_capabilities(&self) -> ironrdp_cliprdr::pdu::ClipboardGeneralCapabilityFlags {
+        ironrdp_cliprdr::pdu::ClipboardGeneralCapabilityFlags::empty()
+    }
+
+    fn on_ready(&mut self) {}
+
+    fn on_request_format_list(&mut self) {}
+
+    fn on_process_negotiated_capabilities(&mut self, _: ironrdp_cliprdr::pdu::ClipboardGeneralCapabilityFlags) {}
+
+    fn on_remote_copy(&mut self, _: &[ironrdp_cliprdr::pdu::ClipboardFormat]) {}
+
+    fn on_format_data_request(&mut self, _: ironrdp_cliprdr::pdu::FormatDataRequest) {}
+
+    fn on_format_data_response(&mut self, _: ironrdp_cliprdr::pdu::FormatDataResponse<'_>) {}
+
+    fn on_file_contents_request(&mut self, _: ironrdp_cliprdr::pdu::FileContentsRequest) {}
+
+    fn on_file_contents_response(&mut self, _: ironrdp_cliprdr::pdu::FileContentsResponse<'_>) {}
+
+    fn on_lock(&mut self, _: ironrdp_cliprdr::pdu::LockDataId) {}
+
+    fn on_unlock(&mut self, _: ironrdp_cliprdr::pdu::LockDataId) {}
 }
 
 thread_local! {

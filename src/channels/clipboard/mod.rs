@@ -167,7 +167,7 @@ impl<S: FramedRead + FramedWrite> Clipboard<'_, S> {
     /// (converted when the server asks). Queued, like input.
     ///
     /// ```no_run
-    /// # fn copy(session: &mut async_rdp::ClientSession) -> async_rdp::Result<()> {
+    /// # fn copy(session: &mut async_rdp::ClientSession) -> Result<(), Box<dyn std::error::Error>> {
     /// let image = async_rdp::ClipboardImage::from_png(std::fs::read("logo.png")?)?;
     /// session.clipboard().set_image(image)?;
     /// # Ok(())

@@ -3,7 +3,7 @@
 use ironrdp_cliprdr::pdu::ClipboardFormatId;
 
 /// Clipboard text from the server. Its `Debug` shows the length, not the text, so that
-/// logging an [`Event`] never puts clipboard contents in a log.
+/// logging an [`Event`](crate::Event) never puts clipboard contents in a log.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClipboardText(pub(super) String);
 

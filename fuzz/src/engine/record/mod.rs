@@ -3,6 +3,7 @@
 //! header) and `fuzz/corpus/session_frames/` (raw), one file per distinct kind of frame plus a
 //! few streams.
 
+mod channels;
 mod demo;
 mod names;
 mod peer;
@@ -14,12 +15,14 @@ use crate::engine::frames::split_frames;
 use crate::engine::BoxError;
 use crate::harness::framing;
 
+pub use self::channels::channel_seeds;
 use self::demo::{record_session, Recorded};
 use self::names::frame_name;
 
 /// Records a session with the demo server (connection, logon notifications, pointer, desktop,
 /// input, a redraw, a resize, a server disconnect), and sessions with IronRDP's own server when
-/// it is built, into `fuzz/corpus/` under the repository's `root`.
+/// it is built, into `fuzz/corpus/` under the repository's `root`; adds the virtual channel
+/// seeds of `session_frames` ([`channel_seeds`]).
 pub fn record_corpus(root: &Path) -> Result<(), BoxError> {
     let recorded = record_session()?;
     let corpus = root.join("fuzz/corpus");
@@ -53,6 +56,10 @@ pub fn record_corpus(root: &Path) -> Result<(), BoxError> {
     save_framing_streams(&mut seeds, &recorded, [&negotiation, &connection, start])?;
     save_session_streams(&mut seeds, &recorded, &session, start.concat())?;
     peer::record_peers(&mut seeds, root)?;
+    let session_dir = seeds.session_dir.clone();
+    for (name, bytes) in channel_seeds()? {
+        seeds.save(&session_dir, name, bytes)?;
+    }
     println!(
         "wrote {} bytes of seed corpus under {}",
         seeds.written,
