@@ -171,6 +171,7 @@ async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), 
 
     // Nothing drawn by the deadline is an error: a script must not get a blank picture and a
     // success.
+    let waited = Instant::now();
     let drawn = session
         .wait_until_drawn(o.settle, o.deadline)
         .await
@@ -183,6 +184,7 @@ async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), 
         }
         None => println!("  (deadline reached before the screen settled)"),
     }
+    print_graphics(&session, waited.elapsed());
     let mut updates = drawn.updates;
     if let Some((width, height)) = o.resize {
         updates += resize(&mut session, width, height, o).await?;
@@ -211,6 +213,21 @@ async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), 
         );
     }
     Ok(())
+}
+
+/// Which graphics path and codecs the session decoded, and the pipeline's frame rate over
+/// `waited`.
+fn print_graphics(session: &async_rdp::ClientSession, waited: Duration) {
+    let report = session.graphics_report();
+    println!("graphics: {report}");
+    if report.frames > 0 {
+        let seconds = waited.as_secs_f64();
+        println!(
+            "  decoded {} frames in {seconds:.1} s ({:.1} fps)",
+            report.frames,
+            f64::from(report.frames) / seconds
+        );
+    }
 }
 
 /// Asks for `width` x `height` through display control, waits for the server to reactivate at

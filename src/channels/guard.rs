@@ -219,6 +219,8 @@ impl Guarded {
             #[cfg(feature = "clipboard")]
             "cliprdr" => (Kind::Clipboard, super::DEFAULT_MAX_CLIPBOARD_BYTES + CLIPRDR_HEADER),
             "drdynvc" => (Kind::Drdynvc, DEFAULT_CAP),
+            #[cfg(feature = "audio")]
+            "rdpsnd" => (Kind::Other, super::audio::MAX_MESSAGE),
             _ => (Kind::Other, DEFAULT_CAP),
         };
         Self {

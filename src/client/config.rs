@@ -402,7 +402,9 @@ impl ClientConfig {
             enable_server_pointer: self.server_pointer,
             pointer_software_rendering: false,
             multitransport_flags: None,
-            support_dyn_vc_gfx_protocol: false,
+            // Set exactly when the pipeline's processor is registered (`channels::register`):
+            // a server told we support it may send graphics only there.
+            support_dyn_vc_gfx_protocol: self.channels.contains(&Channel::Graphics),
         }
     }
 }

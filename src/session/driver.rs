@@ -125,8 +125,11 @@ impl<S: FramedRead + FramedWrite> Session<S> {
             outputs.retain(|o| !matches!(o, ActiveStageOutput::GraphicsUpdate(r) if *r == InclusiveRectangle::empty()));
         }
         self.handle_outputs(outputs)?;
+        self.compose_graphics()?;
         #[cfg(feature = "clipboard")]
         self.drive_clipboard()?;
+        #[cfg(feature = "audio")]
+        self.drive_audio();
         if self.stage.take_bitmap_recovery_request() {
             log::debug!("Decoder dropped a malformed bitmap; asking for a redraw");
             self.queue_full_redraw()?;

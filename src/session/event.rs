@@ -126,6 +126,10 @@ pub enum Event {
     /// than the session accepts.
     #[cfg(feature = "clipboard")]
     ClipboardError(String),
+    /// The server's audio: decoded audio was queued (take it with
+    /// [`Session::audio`](super::Session::audio)), the volume changed, or the stream closed.
+    #[cfg(feature = "audio")]
+    Audio(crate::channels::AudioEvent),
 }
 
 /// A read-only view of the framebuffer: RGBA, 4 bytes a pixel, rows `stride` bytes apart.
@@ -154,7 +158,7 @@ impl Framebuffer<'_> {
 }
 
 /// `rect` cut to a `width` x `height` framebuffer; `None` when nothing is left.
-pub(super) fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
+pub(crate) fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
     let right = rect.x.saturating_add(rect.width).min(width);
     let bottom = rect.y.saturating_add(rect.height).min(height);
     (rect.x < right && rect.y < bottom).then(|| Rect {

@@ -39,9 +39,11 @@ use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder};
 
 pub use self::drawn::Drawn;
+pub(crate) use self::event::clip;
 pub use self::event::{DisconnectReason, Event, Framebuffer, PointerEvent, Rect};
 use self::frame_progress::FrameProgress;
 pub use self::input::{ButtonState, KeyState, MouseButton, Scancode};
+pub(crate) use self::output::session_error;
 use crate::channels::{Display, DisplayState};
 use crate::framing::Framed;
 
@@ -108,6 +110,8 @@ pub struct Session<S> {
     pub(crate) display: DisplayState,
     #[cfg(feature = "clipboard")]
     pub(crate) clipboard: crate::channels::ClipboardState,
+    #[cfg(feature = "audio")]
+    pub(crate) audio: crate::channels::AudioState,
     /// Looks at virtual channel data before IronRDP does (`channels::guard`).
     pub(crate) guard: crate::channels::ChannelGuard,
 }
@@ -180,6 +184,8 @@ impl<S> Session<S> {
             display,
             #[cfg(feature = "clipboard")]
             clipboard: crate::channels::ClipboardState::default(),
+            #[cfg(feature = "audio")]
+            audio: crate::channels::AudioState::default(),
             guard,
         }
     }
@@ -213,7 +219,7 @@ impl<S> Session<S> {
     /// program that waits for the screen to be drawn should wait for this to be `false` (see
     /// [`wait_until_drawn`](Session::wait_until_drawn)).
     pub fn frame_in_progress(&self) -> bool {
-        self.frames.in_progress()
+        self.frames.in_progress() || self.graphics_frame_open()
     }
 
     /// Display control: resizing the remote desktop (see [`Display`]).

@@ -86,7 +86,7 @@ impl<S> Session<S> {
     }
 }
 
-pub(super) fn session_error(context: &'static str, error: SessionError) -> Error {
+pub(crate) fn session_error(context: &'static str, error: SessionError) -> Error {
     let detail = error.to_string();
     Error::new(ErrorKind::Session, context)
         .with_detail(detail)

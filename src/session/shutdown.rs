@@ -84,7 +84,7 @@ impl<S: FramedRead + FramedWrite> Session<S> {
         self.queue_full_redraw().map_err(in_session)
     }
 
-    pub(super) fn queue_full_redraw(&mut self) -> Result<()> {
+    pub(crate) fn queue_full_redraw(&mut self) -> Result<()> {
         let frames = crate::redact::scoped(|| {
             self.stage.request_full_redraw(
                 self.image.width(),

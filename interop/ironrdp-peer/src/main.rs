@@ -3,6 +3,8 @@
 //! Events go to stdout as one JSON object per line (flushed after each line); commands come
 //! from stdin, one per line. Logs (`RUST_LOG`) go to stderr. See README.md for the protocol.
 
+mod sound;
+
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::{NonZeroU16, NonZeroUsize};
@@ -44,9 +46,11 @@ usage: ironrdp-peer [options]
                          (none); 'default' = ironrdp-server's default (all); entries may be
                          name:on / name:off (default: default)
   --key ecdsa|rsa        certificate key type (default ecdsa, P-256; rsa = 2048-bit)
+  --sound pcm|adpcm      the audio format streamed, of the two offered: 16-bit PCM 44.1 kHz
+                         stereo, or IMA ADPCM 22.05 kHz stereo (default pcm)
   --exit-on-eof          exit when stdin reaches end of file (for test harnesses)
   -h, --help             this text
-stdin commands: 'resize W H', 'clipboard-text TEXT', 'clipboard-image W H', 'quit'";
+stdin commands: 'resize W H', 'clipboard-text TEXT', 'clipboard-image W H', 'tone HZ MS', 'quit'";
 
 /// Writes one JSON event line to stdout and flushes it. Never prints a password: no caller
 /// passes one.
@@ -83,6 +87,7 @@ struct Options {
     /// `None`: ironrdp-server's default configuration.
     codecs: Option<String>,
     key: KeyType,
+    sound: sound::SoundFormat,
     exit_on_eof: bool,
 }
 
@@ -108,6 +113,7 @@ fn parse_args() -> Result<Options> {
         height: 768,
         codecs: None,
         key: KeyType::Ecdsa,
+        sound: sound::SoundFormat::Pcm,
         exit_on_eof: false,
     };
     let mut args = std::env::args().skip(1);
@@ -140,6 +146,11 @@ fn parse_args() -> Result<Options> {
                     "rsa" => KeyType::Rsa,
                     other => bail!("--key takes ecdsa or rsa, not {other:?}"),
                 }
+            }
+            "--sound" => {
+                let text = value()?;
+                o.sound = sound::SoundFormat::parse(&text)
+                    .with_context(|| format!("--sound takes pcm or adpcm, not {text:?}"))?;
             }
             "--exit-on-eof" => o.exit_on_eof = true,
             "-h" | "--help" => {
@@ -790,7 +801,7 @@ fn make_identity(key: KeyType) -> Result<Identity> {
 
 // ---------------------------------------------------------------------------------------------
 
-fn handle_command(line: &str, shared: &SharedHandle, clip: &ClipHandle) {
+fn handle_command(line: &str, shared: &SharedHandle, clip: &ClipHandle, sound: &sound::SoundHandle) {
     // The text is the rest of the line after one space, verbatim (spaces included).
     let trimmed = line.trim_start();
     if let Some(rest) = trimmed.strip_prefix("clipboard-text") {
@@ -807,6 +818,10 @@ fn handle_command(line: &str, shared: &SharedHandle, clip: &ClipHandle) {
                 emit(json!({"event": "error", "message": format!("{e:#}")}));
             }
         }
+        ["tone", hz, ms] => match (hz.parse::<f64>(), ms.parse::<u64>()) {
+            (Ok(hz), Ok(ms)) if hz > 0.0 && ms <= 60_000 => sound.tone(hz, ms),
+            _ => emit(json!({"event": "error", "message": format!("tone takes HZ (> 0) and MS (<= 60000): {line:?}")})),
+        },
         ["quit"] | ["exit"] => {
             emit(json!({"event": "quit"}));
             std::process::exit(0);
@@ -819,11 +834,11 @@ fn handle_command(line: &str, shared: &SharedHandle, clip: &ClipHandle) {
     }
 }
 
-async fn read_commands(shared: SharedHandle, clip: ClipHandle, exit_on_eof: bool) {
+async fn read_commands(shared: SharedHandle, clip: ClipHandle, sound: sound::SoundHandle, exit_on_eof: bool) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         match lines.next_line().await {
-            Ok(Some(line)) => handle_command(&line, &shared, &clip),
+            Ok(Some(line)) => handle_command(&line, &shared, &clip, &sound),
             Ok(None) | Err(_) => {
                 if exit_on_eof {
                     emit(json!({"event": "quit"}));
@@ -873,12 +888,14 @@ async fn run(o: Options) -> Result<()> {
         Security::Hybrid => None,
     };
     let clip = ClipHandle::default();
+    let sound = sound::SoundHandle::new(o.sound);
     let mut server = builder
         .with_input_handler(JsonInput)
         .with_display_handler(PatternDisplay { shared: shared.clone() })
         .with_bitmap_codecs(codecs.clone())
         .with_credential_validator(validator)
         .with_cliprdr_factory(Some(Box::new(ClipFactory { clip: clip.clone() })))
+        .with_sound_factory(Some(Box::new(sound::SoundFactory(sound.clone()))))
         .build();
     if o.security == Security::Hybrid {
         server.set_credentials(Some(Credentials {
@@ -900,7 +917,7 @@ async fn run(o: Options) -> Result<()> {
         "user": o.user,
     }));
 
-    tokio::spawn(read_commands(shared.clone(), clip.clone(), o.exit_on_eof));
+    tokio::spawn(read_commands(shared.clone(), clip.clone(), sound.clone(), o.exit_on_eof));
 
     // One client at a time, like `RdpServer::run`; others wait in the listen backlog. Own loop
     // rather than `run()` so that connects and disconnects can be reported.
@@ -934,9 +951,12 @@ fn server_codecs(config: &[&str]) -> Result<BitmapCodecs> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .target(env_logger::Target::Stderr)
-        .init();
+        .build();
+    // The wave confirmations come as ironrdp-rdpsnd's debug records (see `sound`).
+    log::set_max_level(logger.filter().max(log::LevelFilter::Debug));
+    let _ = log::set_boxed_logger(Box::new(sound::ConfirmLogger(logger)));
     let options = match parse_args() {
         Ok(o) => o,
         Err(e) => {
