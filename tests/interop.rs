@@ -104,6 +104,18 @@ fn decoder_summary() -> String {
     kinds.join(" | ")
 }
 
+/// A start script of the shared peers (`RDP_PEERS_SCRIPTS`, else `../shared/peers`).
+fn peer_script(name: &str) -> TestResult<PathBuf> {
+    let scripts = std::env::var_os("RDP_PEERS_SCRIPTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"));
+    let script = scripts.join(name);
+    match script.exists() {
+        true => Ok(script),
+        false => Err(missing(&format!("no peer start script at {}", script.display()))),
+    }
+}
+
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     async_std::task::block_on(future)
 }
@@ -190,13 +202,7 @@ impl Gnome {
 /// Starts (or reuses) GNOME Remote Desktop in `mode` (`extend` or `mirror-primary`); the
 /// script restarts it when the mode differs.
 fn start_gnome(mode: &str) -> TestResult<Gnome> {
-    let scripts = std::env::var_os("RDP_PEERS_SCRIPTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"));
-    let script = scripts.join("start-gnome-rd.sh");
-    if !script.exists() {
-        return Err(missing(&format!("no GNOME RD start script at {}", script.display())));
-    }
+    let script = peer_script("start-gnome-rd.sh")?;
     let output = Command::new(&script)
         .env("GRD_PORT", GNOME_PORT)
         .env("GRD_SCREEN_SHARE_MODE", mode)
@@ -242,12 +248,18 @@ fn assert_progressive(session: &ClientSession) -> TestResult {
 #[test]
 #[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
 fn gnome_extend_mode_desktop_through_the_graphics_pipeline() -> TestResult {
+    gnome_desktop("extend", (1280, 720))
+}
+
+/// Connects in `mode` asking for 1280x720; the desktop must come at `size`, drawn through the
+/// pipeline with RemoteFX Progressive.
+fn gnome_desktop(mode: &str, size: (u16, u16)) -> TestResult {
     let _serial = serial();
-    let gnome = start_gnome("extend")?;
+    let gnome = start_gnome(mode)?;
     block_on(async {
         let config = gnome.config().with_desktop_size(1280, 720);
         let mut session = screenshot(&gnome.addr, config, Duration::from_millis(800)).await?;
-        assert_eq!((session.framebuffer().width, session.framebuffer().height), (1280, 720));
+        assert_eq!((session.framebuffer().width, session.framebuffer().height), size);
         assert_gnome_desktop(&session)?;
         assert_progressive(&session)?;
         session.shutdown(Duration::from_secs(5)).await?;
@@ -281,16 +293,7 @@ fn gnome_extend_mode_refuses_a_client_without_the_graphics_pipeline() -> TestRes
 #[test]
 #[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
 fn gnome_mirror_primary_mode_resets_to_its_monitor() -> TestResult {
-    let _serial = serial();
-    let gnome = start_gnome("mirror-primary")?;
-    block_on(async {
-        let mut session = screenshot(&gnome.addr, gnome.config(), Duration::from_millis(800)).await?;
-        assert_eq!((session.framebuffer().width, session.framebuffer().height), (1280, 800));
-        assert_gnome_desktop(&session)?;
-        assert_progressive(&session)?;
-        session.shutdown(Duration::from_secs(5)).await?;
-        Ok(())
-    })
+    gnome_desktop("mirror-primary", (1280, 800))
 }
 
 /// Display control in `extend` mode: GNOME answers with a graphics reset at the new size.
@@ -422,13 +425,7 @@ impl Xrdp {
 
 /// Starts (or reuses) xrdp with these settings; an error when it cannot run here.
 fn start_xrdp(require_credentials: bool) -> TestResult<Xrdp> {
-    let scripts = std::env::var_os("RDP_PEERS_SCRIPTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"));
-    let script = scripts.join("start-xrdp.sh");
-    if !script.exists() {
-        return Err(missing(&format!("no xrdp start script at {}", script.display())));
-    }
+    let script = peer_script("start-xrdp.sh")?;
     let output = Command::new(&script)
         .env("XRDP_PORT", XRDP_PORT)
         .env("XRDP_SECURITY", "negotiate")
@@ -1659,4 +1656,218 @@ fn ironrdp_server_tone_in_pcm() -> TestResult {
 #[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
 fn ironrdp_server_tone_in_ima_adpcm() -> TestResult {
     ironrdp_server_tone("adpcm", 22_050)
+}
+
+// ---------------------------------------------------------------------------------------------
+// IronRDP's server through the graphics pipeline (`ironrdp-peer --egfx MODE`)
+
+/// Connects to an `ironrdp-peer --egfx` (which sends no fast-path bitmaps then, so every pixel
+/// compared came through the pipeline) and drives the session until the peer has seen all
+/// [`EGFX_CARD_FRAMES`] frames of its card acknowledged: the peer sends each next frame only
+/// after the previous acknowledgement, and the client composes a frame before it acknowledges
+/// it, so the framebuffer then holds the last frame. Returns the session and the peer's lines.
+async fn egfx_card(peer: &Peer) -> TestResult<(ClientSession, Vec<String>)> {
+    let config = peer.config(PEER_PASS).with_security(async_rdp::Security::Tls);
+    let mut session = async_rdp::connect(&peer.addr, config).await?;
+    let lines = drive_until_acks(&mut session, peer, EGFX_CARD_FRAMES).await?;
+    Ok((session, lines))
+}
+
+/// Drives the session until the peer printed an `egfx_frame_ack` with `acks` acknowledgements
+/// on its pipeline (within 20 s); the peer's lines meanwhile, or its `egfx_error` as an error.
+async fn drive_until_acks(session: &mut ClientSession, peer: &Peer, acks: u32) -> TestResult<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    let done = format!("\"acks\":{acks}");
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("\"event\":\"egfx_frame_ack\"") && l.contains(&done))
+    {
+        while let Ok(line) = peer.lines.try_recv() {
+            if line.contains("\"event\":\"egfx_error\"") {
+                return Err(format!("ironrdp-peer: {line}").into());
+            }
+            lines.push(line);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no acknowledgement number {acks} within 20 s; peer: {lines:?}").into());
+        }
+        match async_std::future::timeout(Duration::from_millis(50), session.next_event()).await {
+            Err(_) | Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(async_rdp::report(&e).into()),
+        }
+    }
+    Ok(lines)
+}
+
+/// Frames per card that `ironrdp-peer --egfx` sends (its `egfx::FRAMES_PER_CARD`).
+const EGFX_CARD_FRAMES: u32 = 3;
+
+/// The report says the pipeline decoded `codec` `EGFX_CARD_FRAMES` times (one full-card update
+/// a frame), nothing was dropped, and the peer saw a capability confirmation.
+fn assert_egfx_codec(session: &ClientSession, lines: &[String], codec: &str) -> TestResult {
+    let report = session.graphics_report();
+    println!("ironrdp-peer --egfx {codec}: graphics: {report}");
+    let caps = lines
+        .iter()
+        .find(|l| l.contains("\"event\":\"egfx_caps\""))
+        .ok_or("the peer printed no egfx_caps")?;
+    println!("ironrdp-peer: {caps}");
+    assert!(
+        matches!(&report.path, async_rdp::channels::GraphicsPath::Egfx { version } if field(caps, "version") == Some(version)),
+        "{report} vs {caps}"
+    );
+    let count = report
+        .codecs
+        .iter()
+        .find(|(name, _)| *name == codec)
+        .map_or(0, |(_, n)| *n);
+    assert!(count >= EGFX_CARD_FRAMES, "{codec} decoded {count} times: {report}");
+    assert!(report.frames >= EGFX_CARD_FRAMES, "{report}");
+    assert_eq!(report.dropped, 0, "{report}");
+    let sent = lines
+        .iter()
+        .filter(|l| l.contains("\"event\":\"egfx_frame_sent\""))
+        .count();
+    assert_eq!(sent, EGFX_CARD_FRAMES as usize, "frames sent: {lines:?}");
+    Ok(())
+}
+
+fn ironrdp_server_egfx_exact(mode: &str) -> TestResult {
+    let _serial = serial();
+    let peer = peer(&["--security", "tls", "--egfx", mode])?;
+    block_on(async {
+        let (mut session, lines) = egfx_card(&peer).await?;
+        assert_egfx_codec(&session, &lines, mode)?;
+        if let Some(miss) = peer_mismatch(&session) {
+            return Err(format!("{mode}: {miss}").into());
+        }
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_egfx_planar_is_exact() -> TestResult {
+    ironrdp_server_egfx_exact("planar")
+}
+
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_egfx_uncompressed_is_exact() -> TestResult {
+    ironrdp_server_egfx_exact("uncompressed")
+}
+
+/// Which area of the peer's card a pixel is in: the border, one of the 8 bars, or the ramp.
+fn card_area(x: u16, y: u16, width: u16, height: u16) -> u32 {
+    if x == 0 || y == 0 || x == width - 1 || y == height - 1 {
+        100
+    } else if y < height / 2 {
+        u32::from(x) * 8 / u32::from(width)
+    } else {
+        200
+    }
+}
+
+/// The largest per-channel difference from the card: over all pixels, and over those at least
+/// `margin` pixels away from a boundary between the card's areas (where 4:2:0 chroma and the
+/// codec's transform blocks smear sharp edges).
+fn card_difference(session: &ClientSession, margin: u16) -> (u8, u8, String) {
+    let fb = session.framebuffer();
+    let (w, h) = (fb.width, fb.height);
+    let (mut all, mut inside, mut worst) = (0u8, 0u8, String::new());
+    for y in 0..h {
+        for x in 0..w {
+            let Some(got) = fb.pixel(x, y) else { continue };
+            let want = peer_pattern(x, y, w, h);
+            let diff = (0..3).map(|i| got[i].abs_diff(want[i])).max().unwrap_or(0);
+            if diff > all {
+                worst = format!("({x},{y}) is {got:?}, the card has {want:?}");
+            }
+            all = all.max(diff);
+            let area = card_area(x, y, w, h);
+            let interior = x >= margin
+                && y >= margin
+                && x + margin < w
+                && y + margin < h
+                && [(x - margin, y), (x + margin, y), (x, y - margin), (x, y + margin)]
+                    .iter()
+                    .all(|&(nx, ny)| card_area(nx, ny, w, h) == area);
+            if interior {
+                inside = inside.max(diff);
+            }
+        }
+    }
+    (all, inside, worst)
+}
+
+/// How far from the card the AVC420 picture may be, away from edges: H.264 at the peer's
+/// quantiser (10..18) on flat colours and a gentle ramp, converted with the same full-range
+/// BT.709 both ways.
+#[cfg(feature = "h264")]
+const AVC420_TOLERANCE: u8 = 8;
+
+#[cfg(feature = "h264")]
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_egfx_avc420_matches_the_test_card() -> TestResult {
+    let _serial = serial();
+    let peer = peer(&["--security", "tls", "--egfx", "avc420"])?;
+    block_on(async {
+        let (mut session, lines) = egfx_card(&peer).await?;
+        assert_egfx_codec(&session, &lines, "avc420")?;
+        let acks = lines
+            .iter()
+            .filter(|l| l.contains("\"event\":\"egfx_frame_ack\""))
+            .count();
+        let (all, inside, worst) = card_difference(&session, 4);
+        println!(
+            "avc420: {acks} acknowledgements; max channel difference {inside} 4 px from edges, {all} over all pixels (worst: {worst})"
+        );
+        assert!(acks >= EGFX_CARD_FRAMES as usize, "{lines:?}");
+        assert!(
+            inside <= AVC420_TOLERANCE,
+            "avc420 differs by {inside} away from edges (all: {all})"
+        );
+        // Every pixel drawn, the last column and row included (a region one pixel short leaves
+        // them transparent black).
+        let fb = session.framebuffer();
+        let edges = (0..fb.width)
+            .map(|x| (x, fb.height - 1))
+            .chain((0..fb.height).map(|y| (fb.width - 1, y)));
+        for (x, y) in edges {
+            assert_eq!(
+                fb.pixel(x, y).map(|p| p[3]),
+                Some(255),
+                "pixel ({x},{y}) was never drawn"
+            );
+        }
+        peer_roughly(&session, AVC420_TOLERANCE)?;
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
+}
+
+/// A resize (deactivation-reactivation at the new size) while the pipeline is open: the peer
+/// resets the pipeline to the new size and sends the card again, which the client composes
+/// exactly into its resized framebuffer.
+#[test]
+#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+fn ironrdp_server_egfx_planar_follows_a_resize() -> TestResult {
+    let _serial = serial();
+    let mut peer = peer(&["--security", "tls", "--egfx", "planar"])?;
+    block_on(async {
+        let (mut session, _) = egfx_card(&peer).await?;
+        peer.command("resize 800 600")?;
+        let lines = drive_until_acks(&mut session, &peer, 2 * EGFX_CARD_FRAMES).await?;
+        let fb = session.framebuffer();
+        assert_eq!((fb.width, fb.height), (800, 600), "peer: {lines:?}");
+        if let Some(miss) = peer_mismatch(&session) {
+            return Err(format!("after the resize: {miss}").into());
+        }
+        println!("after the resize: graphics: {}", session.graphics_report());
+        session.shutdown(Duration::from_secs(5)).await?;
+        Ok(())
+    })
 }

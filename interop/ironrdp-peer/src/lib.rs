@@ -5,6 +5,8 @@
 //! link this one can recompute it; [`pattern_pixel`] is the reference implementation and the two
 //! must never disagree.
 
+pub mod yuv;
+
 /// The eight colour bars of the top half, left to right, as RGB: white, yellow, cyan, green,
 /// magenta, red, blue, black (100 % EBU bars).
 pub const BARS: [[u8; 3]; 8] = [

@@ -3,6 +3,7 @@
 //! Events go to stdout as one JSON object per line (flushed after each line); commands come
 //! from stdin, one per line. Logs (`RUST_LOG`) go to stderr. See README.md for the protocol.
 
+mod egfx;
 mod sound;
 
 use std::io::Write as _;
@@ -48,6 +49,9 @@ usage: ironrdp-peer [options]
   --key ecdsa|rsa        certificate key type (default ecdsa, P-256; rsa = 2048-bit)
   --sound pcm|adpcm      the audio format streamed, of the two offered: 16-bit PCM 44.1 kHz
                          stereo, or IMA ADPCM 22.05 kHz stereo (default pcm)
+  --egfx MODE            send the test card through the graphics pipeline (MS-RDPEGFX) when
+                         the client opens it, as avc420 (OpenH264), planar or uncompressed;
+                         no fast-path bitmaps are sent then
   --exit-on-eof          exit when stdin reaches end of file (for test harnesses)
   -h, --help             this text
 stdin commands: 'resize W H', 'clipboard-text TEXT', 'clipboard-image W H', 'tone HZ MS', 'quit'";
@@ -88,6 +92,8 @@ struct Options {
     codecs: Option<String>,
     key: KeyType,
     sound: sound::SoundFormat,
+    /// `--egfx`: the card goes through the graphics pipeline in this codec.
+    egfx: Option<egfx::Mode>,
     exit_on_eof: bool,
 }
 
@@ -114,6 +120,7 @@ fn parse_args() -> Result<Options> {
         codecs: None,
         key: KeyType::Ecdsa,
         sound: sound::SoundFormat::Pcm,
+        egfx: None,
         exit_on_eof: false,
     };
     let mut args = std::env::args().skip(1);
@@ -152,6 +159,7 @@ fn parse_args() -> Result<Options> {
                 o.sound = sound::SoundFormat::parse(&text)
                     .with_context(|| format!("--sound takes pcm or adpcm, not {text:?}"))?;
             }
+            "--egfx" => o.egfx = Some(egfx::Mode::parse(&value()?)?),
             "--exit-on-eof" => o.exit_on_eof = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -323,6 +331,8 @@ fn full_frame(width: u16, height: u16) -> Result<BitmapUpdate> {
 
 struct PatternDisplay {
     shared: SharedHandle,
+    /// With `--egfx`: the card goes through the graphics pipeline, not as a fast-path bitmap.
+    egfx: Option<egfx::EgfxHandle>,
 }
 
 struct PatternUpdates {
@@ -362,7 +372,13 @@ impl RdpServerDisplay for PatternDisplay {
             return Ok(Box::new(PatternUpdates { rx }));
         }
         let (width, height) = s.current;
-        let _ = tx.send(DisplayUpdate::Bitmap(full_frame(width, height)?));
+        match &self.egfx {
+            // The pipeline sends the card once the client has opened it (or now, on a resize).
+            Some(egfx) => egfx.activated(width, height),
+            None => {
+                let _ = tx.send(DisplayUpdate::Bitmap(full_frame(width, height)?));
+            }
+        }
         s.session = Some(tx);
         let report_resize = std::mem::take(&mut s.resize_pending);
         drop(s);
@@ -889,13 +905,24 @@ async fn run(o: Options) -> Result<()> {
     };
     let clip = ClipHandle::default();
     let sound = sound::SoundHandle::new(o.sound);
+    let (gfx_factory, egfx_handle) = match o.egfx {
+        Some(mode) => {
+            let (factory, handle) = egfx::start(mode, (o.width, o.height));
+            (Some(factory), Some(handle))
+        }
+        None => (None, None),
+    };
     let mut server = builder
         .with_input_handler(JsonInput)
-        .with_display_handler(PatternDisplay { shared: shared.clone() })
+        .with_display_handler(PatternDisplay {
+            shared: shared.clone(),
+            egfx: egfx_handle,
+        })
         .with_bitmap_codecs(codecs.clone())
         .with_credential_validator(validator)
         .with_cliprdr_factory(Some(Box::new(ClipFactory { clip: clip.clone() })))
         .with_sound_factory(Some(Box::new(sound::SoundFactory(sound.clone()))))
+        .with_gfx_factory(gfx_factory)
         .build();
     if o.security == Security::Hybrid {
         server.set_credentials(Some(Credentials {
@@ -914,10 +941,16 @@ async fn run(o: Options) -> Result<()> {
         "width": o.width,
         "height": o.height,
         "codecs": codec_list(&codecs),
+        "egfx": o.egfx.map(egfx::Mode::name),
         "user": o.user,
     }));
 
-    tokio::spawn(read_commands(shared.clone(), clip.clone(), sound.clone(), o.exit_on_eof));
+    tokio::spawn(read_commands(
+        shared.clone(),
+        clip.clone(),
+        sound.clone(),
+        o.exit_on_eof,
+    ));
 
     // One client at a time, like `RdpServer::run`; others wait in the listen backlog. Own loop
     // rather than `run()` so that connects and disconnects can be reported.

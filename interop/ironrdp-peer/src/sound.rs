@@ -130,7 +130,10 @@ async fn play_tone(sender: mpsc::UnboundedSender<ServerEvent>, format: SoundForm
             SoundFormat::Adpcm => encoder.block(&pcm),
         };
         let ts = u32::try_from(frames as u64 * 1000 / u64::from(rate)).unwrap_or(u32::MAX);
-        if sender.send(ServerEvent::Rdpsnd(RdpsndServerMessage::Wave(data, ts))).is_err() {
+        if sender
+            .send(ServerEvent::Rdpsnd(RdpsndServerMessage::Wave(data, ts)))
+            .is_err()
+        {
             break;
         }
         frames += n;
@@ -139,7 +142,9 @@ async fn play_tone(sender: mpsc::UnboundedSender<ServerEvent>, format: SoundForm
         let due = Duration::from_micros(frames as u64 * 1_000_000 / u64::from(rate));
         tokio::time::sleep_until(start + due).await;
     }
-    emit(json!({"event": "tone_sent", "format": format.name(), "hz": hz, "rate": rate, "frames": frames, "waves": waves}));
+    emit(
+        json!({"event": "tone_sent", "format": format.name(), "hz": hz, "rate": rate, "frames": frames, "waves": waves}),
+    );
 }
 
 /// `n` stereo frames of a `hz` sine at half scale, from frame `from` on.
@@ -186,7 +191,12 @@ impl ImaChannel {
                 moved += part;
             }
         }
-        self.predicted = if code & 8 != 0 { self.predicted - moved } else { self.predicted + moved }.clamp(-32768, 32767);
+        self.predicted = if code & 8 != 0 {
+            self.predicted - moved
+        } else {
+            self.predicted + moved
+        }
+        .clamp(-32768, 32767);
         self.index = (self.index + INDEX_MOVES[usize::from(code & 7)]).clamp(0, 88);
         code
     }
@@ -230,7 +240,9 @@ struct ToneHandler {
 
 impl std::fmt::Debug for SoundState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoundState").field("streaming", &self.streaming).finish()
+        f.debug_struct("SoundState")
+            .field("streaming", &self.streaming)
+            .finish()
     }
 }
 
@@ -251,13 +263,19 @@ impl RdpsndServerHandler for ToneHandler {
     }
 
     fn start(&mut self, _format: &NegotiatedFormat) -> Result<(), Box<dyn RdpsndError>> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).streaming = Some(self.want);
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .streaming = Some(self.want);
         emit(json!({"event": "sound_ready", "format": self.want.name()}));
         Ok(())
     }
 
     fn stop(&mut self) {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).streaming = None;
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .streaming = None;
     }
 }
 
@@ -322,10 +340,21 @@ mod tests {
                 for code in [byte & 0xf, byte >> 4] {
                     let step = STEPS[index as usize];
                     let mut moved = step >> 3;
-                    if code & 4 != 0 { moved += step; }
-                    if code & 2 != 0 { moved += step >> 1; }
-                    if code & 1 != 0 { moved += step >> 2; }
-                    predicted = if code & 8 != 0 { predicted - moved } else { predicted + moved }.clamp(-32768, 32767);
+                    if code & 4 != 0 {
+                        moved += step;
+                    }
+                    if code & 2 != 0 {
+                        moved += step >> 1;
+                    }
+                    if code & 1 != 0 {
+                        moved += step >> 2;
+                    }
+                    predicted = if code & 8 != 0 {
+                        predicted - moved
+                    } else {
+                        predicted + moved
+                    }
+                    .clamp(-32768, 32767);
                     index = (index + INDEX_MOVES[usize::from(code & 7)]).clamp(0, 88);
                     out.push(predicted as i16);
                 }
@@ -343,7 +372,11 @@ mod tests {
         assert_eq!(block.len(), ADPCM_BLOCK);
         let left = decode(&block, 0);
         assert_eq!(left.len(), ADPCM_FRAMES);
-        let worst = left.iter().zip(pcm.iter().step_by(2)).map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs()).max();
+        let worst = left
+            .iter()
+            .zip(pcm.iter().step_by(2))
+            .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+            .max();
         assert!(worst.unwrap_or(i32::MAX) < 2000, "{worst:?}");
     }
 }
