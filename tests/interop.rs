@@ -11,7 +11,7 @@
 //!
 //! Every test here is `#[ignore]`d, so that a plain `cargo test` lists them as *ignored*
 //! instead of counting tests that could not reach their peer as passed. Run them with
-//! `cargo test --all-features --test interop -- --ignored` (as `.ci/run` does, after building
+//! `cargo test --features full --test interop -- --ignored` (as `.ci/run` does, after building
 //! the peer and starting xrdp); a missing peer is then a failure that says what is missing.
 //!
 //! Which codec each server really used is proven from IronRDP's decoder logs, captured by a
@@ -246,7 +246,7 @@ fn assert_progressive(session: &ClientSession) -> TestResult {
 /// `extend` mode requires the graphics pipeline: the desktop at the client's size, drawn with
 /// RemoteFX Progressive.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn gnome_extend_mode_desktop_through_the_graphics_pipeline() -> TestResult {
     gnome_desktop("extend", (1280, 720))
 }
@@ -270,7 +270,7 @@ fn gnome_desktop(mode: &str, size: (u16, u16)) -> TestResult {
 /// Without the graphics pipeline, `extend` mode refuses the client, and the error says the
 /// server ended the connection (the off switch works: the legacy path is what is offered).
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn gnome_extend_mode_refuses_a_client_without_the_graphics_pipeline() -> TestResult {
     let _serial = serial();
     let gnome = start_gnome("extend")?;
@@ -291,14 +291,14 @@ fn gnome_extend_mode_refuses_a_client_without_the_graphics_pipeline() -> TestRes
 /// The default mode with the pipeline on: GNOME resets the graphics to its monitor's size
 /// (1280x800), and the picture follows.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn gnome_mirror_primary_mode_resets_to_its_monitor() -> TestResult {
     gnome_desktop("mirror-primary", (1280, 800))
 }
 
 /// Display control in `extend` mode: GNOME answers with a graphics reset at the new size.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn gnome_resizes_through_display_control() -> TestResult {
     let _serial = serial();
     let gnome = start_gnome("extend")?;
@@ -342,7 +342,7 @@ fn assert_gnome_desktop_clock(session: &ClientSession) -> TestResult {
 /// the client's text is pasted there (Ctrl+V) and logged by the app (Enter); copied back from
 /// the entry (Ctrl+A, Ctrl+C), it reaches the client.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn gnome_clipboard_text_both_ways() -> TestResult {
     let _serial = serial();
     let gnome = start_gnome("extend")?;
@@ -473,20 +473,20 @@ fn xrdp_desktop(config: impl FnOnce(ClientConfig) -> ClientConfig, codec_evidenc
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_remotefx_desktop() -> TestResult {
     // RemoteFX is lossy: the flat background comes back within a few levels.
     xrdp_desktop(|c| c.with_codecs(&[Codec::RemoteFx]), "RemoteFx", 6)
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_planar_32bpp_desktop() -> TestResult {
     xrdp_desktop(|c| c.with_codecs(&[]), "32 bpp compressed RDP6_BITMAP_STREAM", 0)
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_interleaved_rle_24bpp_desktop() -> TestResult {
     xrdp_desktop(
         |c| c.with_codecs(&[]).with_color_depth(ColorDepth::Bpp24),
@@ -496,7 +496,7 @@ fn xrdp_interleaved_rle_24bpp_desktop() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_interleaved_rle_16bpp_desktop() -> TestResult {
     // RGB 565 keeps 5-6-5 bits of each channel: at most 7 levels off after expansion.
     xrdp_desktop(
@@ -507,7 +507,7 @@ fn xrdp_interleaved_rle_16bpp_desktop() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_wrong_password_with_require_credentials_is_a_disconnect() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(true)?;
@@ -538,7 +538,7 @@ fn xrdp_wrong_password_with_require_credentials_is_a_disconnect() -> TestResult 
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_nla_only_client_gets_an_error_naming_the_protocol() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -557,7 +557,7 @@ fn xrdp_nla_only_client_gets_an_error_naming_the_protocol() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_disconnect_and_reconnect() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -578,7 +578,7 @@ fn xrdp_disconnect_and_reconnect() -> TestResult {
 /// reactivate the session at the new size, and the desktop is drawn again at that size.
 /// Requests made while one is unanswered coalesce: of three, the first and the last are sent.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_resizes_through_display_control() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -616,7 +616,7 @@ fn xrdp_resizes_through_display_control() -> TestResult {
 
 /// Two monitors through display control: xrdp lays the desktop out over both.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_takes_a_monitor_layout_through_display_control() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -637,7 +637,7 @@ fn xrdp_takes_a_monitor_layout_through_display_control() -> TestResult {
 
 /// Two monitors from the start (GCC monitor data): the session begins at the layout's size.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_starts_with_the_configured_monitors() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -660,7 +660,7 @@ fn xrdp_starts_with_the_configured_monitors() -> TestResult {
 /// mangles characters outside the Basic Multilingual Plane in both directions — an emoji
 /// arrives as U+F600, or empties the text — so the text here stays inside it.)
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_clipboard_text_both_ways() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -709,7 +709,7 @@ fn xrdp_clipboard_text_both_ways() -> TestResult {
 /// xrdp's chansrv bridges CF_DIB and the X clipboard's `image/bmp` (a BMP file: a 14-byte file
 /// header before the DIB).
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn xrdp_clipboard_image_both_ways() -> TestResult {
     let _serial = serial();
     let xrdp = start_xrdp(false)?;
@@ -1049,7 +1049,7 @@ fn peer_desktop(peer_args: &[&str], codecs: &[Codec], nla: bool, evidence: &str,
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_tls_planar_is_exact() -> TestResult {
     peer_desktop(
         &["--security", "tls", "--codecs", ""],
@@ -1061,7 +1061,7 @@ fn ironrdp_server_tls_planar_is_exact() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_nla_planar_is_exact() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", ""],
@@ -1073,7 +1073,7 @@ fn ironrdp_server_nla_planar_is_exact() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_uncompressed_surface_bits_are_exact() -> TestResult {
     // The client offers RemoteFX, the server offers nothing: surface bits with codec id 0.
     peer_desktop(
@@ -1086,7 +1086,7 @@ fn ironrdp_server_uncompressed_surface_bits_are_exact() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_remotefx() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", "remotefx"],
@@ -1099,7 +1099,7 @@ fn ironrdp_server_remotefx() -> TestResult {
 
 #[cfg(feature = "qoi")]
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_qoi_is_exact() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", "qoi"],
@@ -1112,7 +1112,7 @@ fn ironrdp_server_qoi_is_exact() -> TestResult {
 
 #[cfg(feature = "qoiz")]
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_qoiz_is_exact() -> TestResult {
     peer_desktop(
         &["--security", "hybrid", "--codecs", "qoiz"],
@@ -1124,7 +1124,7 @@ fn ironrdp_server_qoiz_is_exact() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_wrong_password_is_an_authentication_error() -> TestResult {
     let _serial = serial();
     let peer = peer(&["--security", "hybrid"])?;
@@ -1137,7 +1137,7 @@ fn ironrdp_server_wrong_password_is_an_authentication_error() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_receives_input() -> TestResult {
     let _serial = serial();
     let peer = peer(&["--security", "hybrid", "--codecs", ""])?;
@@ -1189,7 +1189,7 @@ fn ironrdp_server_receives_input() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_resize_reactivates_at_the_new_size() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
@@ -1231,7 +1231,7 @@ fn ironrdp_server_resize_reactivates_at_the_new_size() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_disconnect_and_reconnect() -> TestResult {
     let _serial = serial();
     let peer = peer(&["--security", "hybrid", "--codecs", ""])?;
@@ -1255,7 +1255,7 @@ fn ironrdp_server_disconnect_and_reconnect() -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_going_away_is_a_disconnect_event() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
@@ -1328,7 +1328,7 @@ async fn peer_event_while_driving(session: &mut ClientSession, peer: &Peer, name
 /// Basic Multilingual Plane too) is announced, asked for and read exactly; text the client
 /// copies is asked for by the peer and arrives exactly.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_clipboard_text_both_ways() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
@@ -1378,7 +1378,7 @@ fn ironrdp_server_clipboard_text_both_ways() -> TestResult {
 /// Images both ways with IronRDP's server: the peer's CF_DIB test image arrives pixel for
 /// pixel; an image the client copies is read by the peer (as CF_DIB) to the same RGBA bytes.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_clipboard_image_both_ways() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--codecs", ""])?;
@@ -1443,7 +1443,7 @@ fn ironrdp_server_clipboard_image_both_ways() -> TestResult {
 /// monitor layout, the server reactivates the session at that size, and the desktop is drawn
 /// again at it, pixel for pixel.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_resizes_through_display_control() -> TestResult {
     let _serial = serial();
     let peer = peer(&["--security", "tls", "--codecs", ""])?;
@@ -1646,14 +1646,14 @@ fn ironrdp_server_tone(format: &str, rate: u32) -> TestResult {
 
 #[test]
 #[cfg(feature = "audio")]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_tone_in_pcm() -> TestResult {
     ironrdp_server_tone("pcm", 44_100)
 }
 
 #[test]
 #[cfg(feature = "audio")]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_tone_in_ima_adpcm() -> TestResult {
     ironrdp_server_tone("adpcm", 22_050)
 }
@@ -1748,13 +1748,13 @@ fn ironrdp_server_egfx_exact(mode: &str) -> TestResult {
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_egfx_planar_is_exact() -> TestResult {
     ironrdp_server_egfx_exact("planar")
 }
 
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_egfx_uncompressed_is_exact() -> TestResult {
     ironrdp_server_egfx_exact("uncompressed")
 }
@@ -1810,7 +1810,7 @@ const AVC420_TOLERANCE: u8 = 8;
 
 #[cfg(feature = "h264")]
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_egfx_avc420_matches_the_test_card() -> TestResult {
     let _serial = serial();
     let peer = peer(&["--security", "tls", "--egfx", "avc420"])?;
@@ -1853,7 +1853,7 @@ fn ironrdp_server_egfx_avc420_matches_the_test_card() -> TestResult {
 /// resets the pipeline to the new size and sends the card again, which the client composes
 /// exactly into its resized framebuffer.
 #[test]
-#[ignore = "needs xrdp and ironrdp-peer: cargo test --all-features --test interop -- --ignored"]
+#[ignore = "needs the interop peers: cargo test --features full --test interop -- --ignored"]
 fn ironrdp_server_egfx_planar_follows_a_resize() -> TestResult {
     let _serial = serial();
     let mut peer = peer(&["--security", "tls", "--egfx", "planar"])?;
