@@ -60,6 +60,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+#[path = "session/egfx.rs"]
+mod egfx;
+
 use async_rdp::connector::NoNetworkClient;
 use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_connector::sspi::generator::NetworkRequest;
@@ -94,16 +97,28 @@ enum Codec {
     Uncompressed,
     Planar,
     RemoteFx,
+    /// Through the graphics pipeline.
+    Egfx(egfx::Kind),
 }
 
 impl Codec {
-    const ALL: [Codec; 3] = [Codec::Uncompressed, Codec::Planar, Codec::RemoteFx];
+    const ALL: &[Codec] = &[
+        Codec::Uncompressed,
+        Codec::Planar,
+        Codec::RemoteFx,
+        Codec::Egfx(egfx::Kind::Progressive),
+        #[cfg(feature = "h264")]
+        Codec::Egfx(egfx::Kind::Avc420),
+    ];
 
     fn key(self) -> &'static str {
         match self {
             Codec::Uncompressed => "uncompressed",
             Codec::Planar => "planar",
             Codec::RemoteFx => "remotefx",
+            Codec::Egfx(egfx::Kind::Progressive) => "egfx-progressive",
+            #[cfg(feature = "h264")]
+            Codec::Egfx(egfx::Kind::Avc420) => "egfx-avc420",
         }
     }
 
@@ -112,15 +127,24 @@ impl Codec {
             Codec::Uncompressed => "uncompressed 32 bpp bitmaps",
             Codec::Planar => "planar (RDP6 bitmap streams)",
             Codec::RemoteFx => "RemoteFX surface bits",
+            Codec::Egfx(egfx::Kind::Progressive) => "graphics pipeline: RemoteFX Progressive, full-screen",
+            #[cfg(feature = "h264")]
+            Codec::Egfx(egfx::Kind::Avc420) => "graphics pipeline: AVC420 (H.264), full-screen",
         }
     }
 
     fn lossless(self) -> bool {
-        self != Codec::RemoteFx
+        matches!(self, Codec::Uncompressed | Codec::Planar)
+    }
+
+    /// Whether `lp` runs this codec. The in-memory diagnostics feed a stage that joined no
+    /// `drdynvc`, so the pipeline rows have the three compared loops and the transport.
+    fn runs_in(self, lp: Loop) -> bool {
+        !matches!(self, Codec::Egfx(_)) || !matches!(lp, Loop::SessionMem | Loop::FramedMem)
     }
 
     fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.key() == s)
+        Self::ALL.iter().copied().find(|c| c.key() == s)
     }
 }
 
@@ -220,7 +244,11 @@ impl Options {
                     options.height = h.parse().expect("--size WxH");
                 }
                 "--codecs" => {
-                    options.codecs = list(args.next(), Codec::parse, "--codecs uncompressed,planar,remotefx");
+                    options.codecs = list(
+                        args.next(),
+                        Codec::parse,
+                        "--codecs uncompressed,planar,remotefx,egfx-progressive,egfx-avc420",
+                    );
                 }
                 "--loops" => options.loops = list(args.next(), Loop::parse, "--loops ours,tokio,decode,transport"),
                 "--server-thread" => options.server_thread = true,
@@ -277,6 +305,7 @@ fn encode(codec: Codec, pictures: &[Vec<u8>], width: u16, height: u16, offer: &R
                 Codec::Planar => bitmap_updates(&picture, BitmapCodec::Planar),
                 // Header messages first, as a server sends before its first frame.
                 Codec::RemoteFx => remotefx_surface_bits(&picture, offer, k as u32, k == 0),
+                Codec::Egfx(_) => unreachable!("the pipeline's frames come from egfx::Stream"),
             }
             .expect("encode a frame")
         })
@@ -284,7 +313,7 @@ fn encode(codec: Codec, pictures: &[Vec<u8>], width: u16, height: u16, offer: &R
 }
 
 /// FNV-1a of all frames: the server's frames and ours must be the same bytes.
-fn checksum(frames: &[Vec<u8>]) -> u64 {
+fn checksum<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for frame in frames {
         for &byte in frame {
@@ -294,47 +323,82 @@ fn checksum(frames: &[Vec<u8>]) -> u64 {
     hash
 }
 
-/// Where each PDU of a frame is.
-fn split_pdus(frame: &[u8]) -> Vec<Range<usize>> {
+/// Where each PDU of a frame is, and how it is framed (fast-path; X.224 for channel data).
+fn split_pdus(frame: &[u8]) -> Vec<(Action, Range<usize>)> {
     let mut pdus = Vec::new();
     let mut at = 0;
     while at < frame.len() {
         let info = ironrdp_pdu::find_size(&frame[at..])
-            .expect("fast-path header")
+            .expect("a PDU header")
             .expect("whole PDUs");
-        assert_eq!(info.action, Action::FastPath);
-        pdus.push(at..at + info.length);
+        pdus.push((info.action, at..at + info.length));
         at += info.length;
     }
     pdus
 }
 
+/// What a replay sends: a set-up written once (the graphics pipeline's; empty for the legacy
+/// codecs), then the frames in turn.
+struct Replay {
+    setup: Vec<u8>,
+    frames: Vec<Vec<u8>>,
+    /// Of what the server and the client encode alike (for the pipeline, its messages before
+    /// MCS addressing, which depends on the connection).
+    checksum: u64,
+}
+
+impl Replay {
+    fn legacy(frames: Vec<Vec<u8>>) -> Self {
+        Self {
+            checksum: checksum(frames.iter().map(Vec::as_slice)),
+            setup: Vec::new(),
+            frames,
+        }
+    }
+
+    fn egfx(stream: &egfx::Stream, ids: egfx::Ids) -> Self {
+        let (setup, frames) = stream.wire(ids);
+        Self {
+            setup,
+            frames,
+            checksum: checksum(stream.messages()),
+        }
+    }
+}
+
 struct Encoded {
     codec: Codec,
-    frames: Vec<Vec<u8>>,
-    pdus: Vec<Vec<Range<usize>>>,
-    checksum: u64,
+    /// Addressed for the decode-only loop (the network loops' servers address their own).
+    replay: Replay,
+    setup_pdus: Vec<(Action, Range<usize>)>,
+    pdus: Vec<Vec<(Action, Range<usize>)>>,
     encode_time: Duration,
 }
 
 impl Encoded {
-    fn new(codec: Codec, pictures: &[Vec<u8>], width: u16, height: u16, offer: &RemoteFxOffer) -> Self {
+    fn new(codec: Codec, pictures: &[Vec<u8>], params: &StageParams, offer: &RemoteFxOffer) -> Self {
+        let (width, height) = (params.width, params.height);
         let start = Instant::now();
-        let frames = encode(codec, pictures, width, height, offer);
+        let replay = match codec {
+            Codec::Egfx(kind) => Replay::egfx(
+                &egfx::Stream::new(kind, pictures, width, height),
+                egfx::Ids::decode(params.user_channel_id),
+            ),
+            _ => Replay::legacy(encode(codec, pictures, width, height, offer)),
+        };
         let encode_time = start.elapsed();
-        let pdus = frames.iter().map(|f| split_pdus(f)).collect();
-        let checksum = checksum(&frames);
         Self {
             codec,
-            frames,
-            pdus,
-            checksum,
+            setup_pdus: split_pdus(&replay.setup),
+            pdus: replay.frames.iter().map(|f| split_pdus(f)).collect(),
+            replay,
             encode_time,
         }
     }
 
     fn bytes_per_frame(&self) -> f64 {
-        self.frames.iter().map(Vec::len).sum::<usize>() as f64 / self.frames.len() as f64
+        let frames = &self.replay.frames;
+        frames.iter().map(Vec::len).sum::<usize>() as f64 / frames.len() as f64
     }
 
     fn pdus_per_frame(&self) -> f64 {
@@ -481,14 +545,16 @@ fn serve(width: u16, height: u16, mut commands: impl FnMut() -> Option<String>, 
         let address = server.local_addr().expect("the server's address");
         reply(format!("ready {address} {} {}", hex(server.certificate()), thread_id()));
         let pictures = pictures(width, height);
-        let mut encoded: HashMap<&'static str, Vec<Vec<u8>>> = HashMap::new();
+        // Pipeline streams are encoded once, then addressed for each connection's channel ids.
+        let mut streams: HashMap<&'static str, egfx::Stream> = HashMap::new();
+        let mut encoded: HashMap<(&'static str, egfx::Ids), Replay> = HashMap::new();
         let mut first_offer = None;
         while let Some(command) = commands() {
             let words: Vec<&str> = command.split_whitespace().collect();
             match words.as_slice() {
                 ["serve", codec, count] => {
                     let count: usize = count.parse().expect("frame count");
-                    let connection = server.accept().await.expect("server side of the connection sequence");
+                    let mut connection = server.accept().await.expect("server side of the connection sequence");
                     let offer = connection.remotefx_offer().expect("the client offered RemoteFX");
                     // Every connection must offer the same, or pre-encoded frames would lie.
                     assert_eq!(
@@ -497,19 +563,32 @@ fn serve(width: u16, height: u16, mut commands: impl FnMut() -> Option<String>, 
                         "the client's RemoteFX offer changed"
                     );
                     reply(format!("offer {} {}", offer.codec_id, entropy_name(offer.entropy)));
-                    let frames: &[Vec<u8>] = match Codec::parse(codec) {
+                    let empty = Replay::legacy(Vec::new());
+                    let replay = match Codec::parse(codec) {
+                        Some(codec @ Codec::Egfx(kind)) => {
+                            let ids = egfx::Ids::of(&connection);
+                            let stream = streams
+                                .entry(codec.key())
+                                .or_insert_with(|| egfx::Stream::new(kind, &pictures, width, height));
+                            encoded
+                                .entry((codec.key(), ids))
+                                .or_insert_with(|| Replay::egfx(stream, ids))
+                        }
                         Some(codec) => encoded
-                            .entry(codec.key())
-                            .or_insert_with(|| encode(codec, &pictures, width, height, &offer)),
-                        None => &[],
+                            .entry((codec.key(), egfx::Ids::default()))
+                            .or_insert_with(|| Replay::legacy(encode(codec, &pictures, width, height, &offer))),
+                        None => &empty,
                     };
-                    reply(format!("armed {}", checksum(frames)));
+                    reply(format!("armed {}", replay.checksum));
                     match commands().as_deref() {
                         Some("go") => {}
                         _ => return,
                     }
                     let cpu = thread_cpu_ns();
-                    connection.replay(frames, count).await.expect("replay the frames");
+                    if !replay.setup.is_empty() {
+                        connection.framed.write_all(&replay.setup).await.expect("write the set-up");
+                    }
+                    connection.replay(&replay.frames, count).await.expect("replay the frames");
                     reply(format!("done {}", thread_cpu_ns() - cpu));
                 }
                 ["quit"] => return,
@@ -772,7 +851,7 @@ impl Net<'_> {
     /// Tells the server what to send, then, once connected, checks what it will send.
     fn arm(&mut self) {
         let (_, checksum) = self.server.armed();
-        assert_eq!(checksum, self.encoded.checksum, "the server encoded other frames");
+        assert_eq!(checksum, self.encoded.replay.checksum, "the server encoded other frames");
     }
 
     fn except(&self) -> Vec<u32> {
@@ -886,7 +965,10 @@ fn run_tokio(net: &mut Net<'_>) -> Outcome {
             .expect("tcp connect");
         tcp.set_nodelay(true).expect("nodelay");
         let local = tcp.local_addr().expect("local address");
-        let mut connector = ClientConnector::new(config.connector_config(), local);
+        // IronRDP's pipeline client, for the rows that use it (the others never open it);
+        // the connector config asks for the pipeline, as ours does.
+        let mut connector =
+            ClientConnector::new(config.connector_config(), local).with_static_channel(egfx::ironrdp_channel());
         let mut framed = ironrdp_tokio::TokioFramed::new(tcp);
         let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
             .await
@@ -951,9 +1033,12 @@ fn run_tokio(net: &mut Net<'_>) -> Outcome {
 }
 
 /// async-rdp's low-level drivers, to the end of the connection sequence.
+/// With `egfx`, it joins `drdynvc` (with IronRDP's pipeline client), which a server sending
+/// the pipeline needs.
 async fn connect_low_level(
     options: &Options,
     endpoint: &Endpoint,
+    egfx: bool,
 ) -> (LocalFramed<async_rdp::ClientStream>, ConnectionResult) {
     let config = client_config(options, endpoint);
     let tcp = async_rdp::net::connect(&endpoint.address, Duration::from_secs(10))
@@ -961,6 +1046,9 @@ async fn connect_low_level(
         .expect("tcp connect");
     let local = tcp.local_addr().expect("local address");
     let mut connector = ClientConnector::new(config.connector_config(), local);
+    if egfx {
+        connector = connector.with_static_channel(egfx::ironrdp_channel());
+    }
     let mut framed = LocalFramed::new(tcp);
     let should_upgrade = async_rdp::connector::connect_begin(&mut framed, &mut connector)
         .await
@@ -1004,7 +1092,8 @@ async fn read_to_end(framed: &mut LocalFramed<async_rdp::ClientStream>) -> usize
 fn run_transport(net: &mut Net<'_>) -> Outcome {
     net.server.serve(Some(net.encoded.codec), net.count);
     async_rdp::runtime::block_on(async {
-        let (mut framed, _result) = connect_low_level(net.options, net.endpoint).await;
+        let egfx = matches!(net.encoded.codec, Codec::Egfx(_));
+        let (mut framed, _result) = connect_low_level(net.options, net.endpoint, egfx).await;
         net.arm();
         let watch = Stopwatch::start(net.except());
         net.server.go();
@@ -1020,10 +1109,11 @@ fn run_transport(net: &mut Net<'_>) -> Outcome {
     })
 }
 
-/// Loop 3: the decoder alone, from memory.
+/// Loop 3: the decoder alone, from memory. A graphics pipeline's set-up is timed with the
+/// frames, as the network loops time it.
 fn run_decode(params: &StageParams, encoded: &Encoded, count: usize) -> Outcome {
     let mut image = DecodedImage::new(PixelFormat::RgbA32, params.width, params.height);
-    let mut stage = ActiveStageBuilder {
+    let mut builder = ActiveStageBuilder {
         static_channels: Default::default(),
         user_channel_id: params.user_channel_id,
         io_channel_id: params.io_channel_id,
@@ -1032,22 +1122,16 @@ fn run_decode(params: &StageParams, encoded: &Encoded, count: usize) -> Outcome 
         compression_type: params.compression_type,
         enable_server_pointer: params.enable_server_pointer,
         pointer_software_rendering: params.pointer_software_rendering,
+    };
+    if let Codec::Egfx(_) = encoded.codec {
+        egfx::add_decode_channels(&mut builder);
     }
-    .build();
+    let mut stage = builder.build();
     let watch = Stopwatch::start(vec![thread_id()]);
-    let mut updates = 0;
+    let mut updates = decode_pdus(&mut stage, &mut image, &encoded.replay.setup, &encoded.setup_pdus);
     for i in 0..count {
-        let frame = &encoded.frames[i % PICTURES];
-        for pdu in &encoded.pdus[i % PICTURES] {
-            let outputs = stage
-                .process(&mut image, Action::FastPath, &frame[pdu.clone()], None)
-                .expect("decode a frame");
-            updates += outputs
-                .iter()
-                .filter(|o| matches!(o, ActiveStageOutput::GraphicsUpdate(_)))
-                .count();
-            std::hint::black_box(outputs);
-        }
+        let k = i % PICTURES;
+        updates += decode_pdus(&mut stage, &mut image, &encoded.replay.frames[k], &encoded.pdus[k]);
     }
     let sample = watch.stop(count);
     Outcome {
@@ -1055,6 +1139,27 @@ fn run_decode(params: &StageParams, encoded: &Encoded, count: usize) -> Outcome 
         image: image.data().to_vec(),
         updates,
     }
+}
+
+/// Feeds `pdus` of `frame` to the stage; returns the graphics updates it reported.
+fn decode_pdus(
+    stage: &mut ActiveStage,
+    image: &mut DecodedImage,
+    frame: &[u8],
+    pdus: &[(Action, Range<usize>)],
+) -> usize {
+    let mut updates = 0;
+    for (action, range) in pdus {
+        let outputs = stage
+            .process(image, *action, &frame[range.clone()], None)
+            .expect("decode a frame");
+        updates += outputs
+            .iter()
+            .filter(|o| matches!(o, ActiveStageOutput::GraphicsUpdate(_)))
+            .count();
+        std::hint::black_box(outputs);
+    }
+    updates
 }
 
 /// The frames of a run as an in-memory stream: `count` frames in turn, then end of stream.
@@ -1127,7 +1232,7 @@ impl futures::io::AsyncWrite for MemoryStream<'_> {
 fn fresh_result(options: &Options, server: &mut Server, endpoint: &Endpoint) -> ConnectionResult {
     server.serve(None, 0);
     async_std::task::block_on(async {
-        let (mut framed, result) = connect_low_level(options, endpoint).await;
+        let (mut framed, result) = connect_low_level(options, endpoint, false).await;
         server.armed();
         server.go();
         read_to_end(&mut framed).await;
@@ -1140,7 +1245,7 @@ fn fresh_result(options: &Options, server: &mut Server, endpoint: &Endpoint) -> 
 /// Loop 5: our `Session`, fed from memory: what the session machinery costs without TLS and
 /// sockets (compare with loop 6).
 fn run_session_mem(result: ConnectionResult, encoded: &Encoded, count: usize) -> Outcome {
-    let framed = LocalFramed::new(MemoryStream::new(&encoded.frames, count));
+    let framed = LocalFramed::new(MemoryStream::new(&encoded.replay.frames, count));
     let mut session = async_rdp::Session::new(framed, result);
     futures::executor::block_on(async {
         let watch = Stopwatch::start(vec![thread_id()]);
@@ -1165,7 +1270,7 @@ fn run_session_mem(result: ConnectionResult, encoded: &Encoded, count: usize) ->
 /// Loop 6: the smallest loop on our `Framed` over the same memory stream: `read_pdu`, then
 /// `ActiveStage::process`.
 fn run_framed_mem(result: ConnectionResult, encoded: &Encoded, count: usize) -> Outcome {
-    let mut framed = LocalFramed::new(MemoryStream::new(&encoded.frames, count));
+    let mut framed = LocalFramed::new(MemoryStream::new(&encoded.replay.frames, count));
     let (mut stage, mut image) = active_stage(result);
     futures::executor::block_on(async {
         let watch = Stopwatch::start(vec![thread_id()]);
@@ -1252,6 +1357,28 @@ fn fidelity(image: &[u8], picture: &[u8], width: u16, height: u16) -> Fidelity {
 const REMOTEFX_MIN_PSNR: f64 = 25.0;
 const REMOTEFX_MAX_TILE_MEAN: f64 = 40.0;
 
+/// The least PSNR and the largest mean error of a tile a lossy codec's decode may show.
+fn tolerance(codec: Codec) -> (f64, f64) {
+    match codec {
+        // The demo server's progressive tiles are unscaled (quantisation 6): only the colour
+        // conversion and the wavelet's rounding lose anything.
+        Codec::Egfx(egfx::Kind::Progressive) => (PROGRESSIVE_MIN_PSNR, PROGRESSIVE_MAX_TILE_MEAN),
+        // OpenH264 at its default rate on the checkerboard, converted with BT.601 and decoded
+        // as BT.709 (about 12 levels off in green): coarse, but a frame not drawn, drawn from
+        // another picture or misplaced is far worse.
+        #[cfg(feature = "h264")]
+        Codec::Egfx(egfx::Kind::Avc420) => (AVC420_MIN_PSNR, AVC420_MAX_TILE_MEAN),
+        _ => (REMOTEFX_MIN_PSNR, REMOTEFX_MAX_TILE_MEAN),
+    }
+}
+
+const PROGRESSIVE_MIN_PSNR: f64 = 30.0;
+const PROGRESSIVE_MAX_TILE_MEAN: f64 = 10.0;
+#[cfg(feature = "h264")]
+const AVC420_MIN_PSNR: f64 = 12.0;
+#[cfg(feature = "h264")]
+const AVC420_MAX_TILE_MEAN: f64 = 60.0;
+
 fn check_reference(codec: Codec, fidelity: &Fidelity) {
     if codec.lossless() {
         assert_eq!(
@@ -1261,8 +1388,9 @@ fn check_reference(codec: Codec, fidelity: &Fidelity) {
             codec.key()
         );
     } else {
+        let (min_psnr, max_tile_mean) = tolerance(codec);
         assert!(
-            fidelity.psnr >= REMOTEFX_MIN_PSNR && fidelity.worst_tile <= REMOTEFX_MAX_TILE_MEAN,
+            fidelity.psnr >= min_psnr && fidelity.worst_tile <= max_tile_mean,
             "{}: the decoded frame is too far from the picture sent: {fidelity:?}",
             codec.key()
         );
@@ -1354,7 +1482,7 @@ fn run(options: &Options) -> String {
     // offer, which the frames must follow.
     server.serve(None, 0);
     let (params, offer) = async_std::task::block_on(async {
-        let (mut framed, result) = connect_low_level(options, &endpoint).await;
+        let (mut framed, result) = connect_low_level(options, &endpoint, false).await;
         let (offer, _) = server.armed();
         server.go();
         read_to_end(&mut framed).await;
@@ -1367,7 +1495,7 @@ fn run(options: &Options) -> String {
     let mut counts = HashMap::new();
     let mut references: HashMap<&'static str, (Vec<u8>, Fidelity)> = HashMap::new();
     for &codec in &options.codecs {
-        let e = Encoded::new(codec, &pictures, w, h, &offer);
+        let e = Encoded::new(codec, &pictures, &params, &offer);
         // Estimate the decoder's speed, then size the runs.
         let probe = run_decode(&params, &e, PICTURES * 2).sample;
         let count = options.frames.unwrap_or_else(|| {
@@ -1394,7 +1522,7 @@ fn run(options: &Options) -> String {
 
     let mut results: Vec<Measured> = Vec::new();
     for &codec in &options.codecs {
-        for &lp in &options.loops {
+        for lp in options.loops.iter().copied().filter(|&lp| codec.runs_in(lp)) {
             results.push(Measured {
                 codec,
                 lp,
@@ -1407,9 +1535,10 @@ fn run(options: &Options) -> String {
         for e in &encoded {
             let count = counts[e.codec.key()];
             // Interleaved, and each repetition starts with another loop.
-            let n = options.loops.len();
+            let loops: Vec<Loop> = options.loops.iter().copied().filter(|&lp| e.codec.runs_in(lp)).collect();
+            let n = loops.len();
             for i in 0..n {
-                let lp = options.loops[(i + rep) % n];
+                let lp = loops[(i + rep) % n];
                 let outcome = match lp {
                     Loop::Decode => run_decode(&params, e, count),
                     Loop::SessionMem => run_session_mem(fresh_result(options, &mut server, &endpoint), e, count),
@@ -1473,12 +1602,12 @@ fn per_pdu_costs(options: &Options, server: &mut Server, endpoint: &Endpoint, pa
             bitmap_updates(&Picture::new(&data, w, h).expect("picture"), BitmapCodec::Uncompressed).expect("encode")
         })
         .collect();
-    let pdus: Vec<Vec<Range<usize>>> = frames.iter().map(|f| split_pdus(f)).collect();
+    let pdus: Vec<Vec<(Action, Range<usize>)>> = frames.iter().map(|f| split_pdus(f)).collect();
     assert!(pdus.iter().all(|p| p.len() == 1), "one PDU a frame");
     let tiny = Encoded {
         codec: Codec::Uncompressed,
-        checksum: checksum(&frames),
-        frames,
+        replay: Replay::legacy(frames),
+        setup_pdus: Vec::new(),
         pdus,
         encode_time: Duration::ZERO,
     };
@@ -1512,7 +1641,7 @@ fn per_pdu_costs(options: &Options, server: &mut Server, endpoint: &Endpoint, pa
         out,
         "{count} single-PDU frames (a 4 x 4 uncompressed bitmap each, {} bytes), from memory, so \
          that decoding costs next to nothing; CPU ns per PDU, median of {} run(s).\n",
-        tiny.frames[0].len(),
+        tiny.replay.frames[0].len(),
         options.runs
     );
     let _ = writeln!(out, "| loop | ns/PDU |");

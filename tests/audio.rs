@@ -1,5 +1,6 @@
-//! Audio output (issue 14) against the demo server, which joins `rdpsnd` and lets each test
-//! speak for the server with hand-made MS-RDPEA PDUs: the negotiation, training, Wave2 and
+//! Audio output (issue 14) against the demo server, which joins `rdpsnd` and `drdynvc` and lets
+//! each test speak for the server with hand-made MS-RDPEA PDUs, on the static channel or on
+//! `AUDIO_PLAYBACK_DVC` (as Windows 8+ and GNOME do): the negotiation, training, Wave2 and
 //! WaveInfo/Wave waves confirmed with their block numbers, the volume; and hostile input —
 //! malformed PDUs, a format index out of range, a wave larger than announced, an oversized
 //! message, formats no decoder takes, a flood past the queue's cap. Each gives a dropped wave or
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use async_rdp::channels::{AudioEvent, PcmFormat, Volume};
 use async_rdp::{ClientSession, Event};
-use async_rdp_demo_server::channel::FLAG_FIRST;
+use async_rdp_demo_server::channel::{dvc, FLAG_FIRST};
 use async_rdp_demo_server::testing::{run, wait_for_pattern, Server, TestResult};
 use async_rdp_demo_server::{ChannelSend, Command, Config, Security, ServerEvent};
 
@@ -75,8 +76,9 @@ fn pcm16(channels: u16, rate: u32) -> Vec<u8> {
 
 /// Server Audio Formats and Version ([MS-RDPEA] 2.2.2.1), version 8.
 fn server_formats(formats: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = vec![0; 14];
-    body[12..14].copy_from_slice(&u16::try_from(formats.len()).unwrap_or(0).to_le_bytes());
+    // dwFlags, dwVolume, dwPitch, wDGramPort, then wNumberOfFormats.
+    let mut body = vec![0; 16];
+    body[14..16].copy_from_slice(&u16::try_from(formats.len()).unwrap_or(0).to_le_bytes());
     body.extend_from_slice(&[0, 8, 0, 0]);
     for f in formats {
         body.extend_from_slice(f);
@@ -111,11 +113,54 @@ fn wave_info_and_wave(format_no: u16, block: u8, data: &[u8]) -> (Vec<u8>, Vec<u
 
 /// `frames` stereo frames of 16-bit PCM, each sample `value`.
 fn pcm_data(frames: usize, value: i16) -> Vec<u8> {
-    [value, value].repeat(frames).iter().flat_map(|s| s.to_le_bytes()).collect()
+    [value, value]
+        .repeat(frames)
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect()
+}
+
+/// Which way the server speaks audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The `rdpsnd` static channel.
+    Static,
+    /// `AUDIO_PLAYBACK_DVC`, opened as this dynamic channel id.
+    Dvc(u32),
 }
 
 fn send(server: &Server, message: Vec<u8>) -> TestResult {
-    server.command(Command::Channel(ChannelSend::message("rdpsnd", message)))
+    send_via(server, Via::Static, message)
+}
+
+fn send_via(server: &Server, via: Via, message: Vec<u8>) -> TestResult {
+    let send = match via {
+        Via::Static => ChannelSend::message("rdpsnd", message),
+        Via::Dvc(id) => ChannelSend::message("drdynvc", dvc::data(id, &message)?),
+    };
+    server.command(Command::Channel(send))
+}
+
+/// The `rdpsnd` PDU of `msg_type` in what the client sent on `channel`, if it is one: its body.
+fn audio_pdu(via: Via, channel: &str, data: &[u8], msg_type: u8) -> Option<Vec<u8>> {
+    use ironrdp_dvc::pdu::{DrdynvcClientPdu, DrdynvcDataPdu};
+
+    let pdu = match via {
+        Via::Static if channel == "rdpsnd" => data,
+        Via::Dvc(id) if channel == "drdynvc" => {
+            let DrdynvcClientPdu::Data(pdu) = ironrdp_core::decode::<DrdynvcClientPdu>(data).ok()? else {
+                return None;
+            };
+            let ours = pdu.channel_id() == id;
+            match pdu {
+                // Every PDU the client sends fits in one Data PDU.
+                DrdynvcDataPdu::Data(d) if ours => return audio_pdu(Via::Static, "rdpsnd", d.data(), msg_type),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    (pdu.first() == Some(&msg_type)).then(|| pdu.get(4..).unwrap_or_default().to_vec())
 }
 
 async fn connect(server: &mut Server) -> TestResult<ClientSession> {
@@ -127,10 +172,18 @@ async fn connect(server: &mut Server) -> TestResult<ClientSession> {
 
 /// Drives the session until the client sent an `rdpsnd` PDU of `msg_type`; returns its body.
 async fn client_sent(server: &mut Server, session: &mut ClientSession, msg_type: u8) -> TestResult<Vec<u8>> {
+    client_sent_via(server, session, Via::Static, msg_type).await
+}
+
+/// [`client_sent`], on the channel `via`.
+async fn client_sent_via(
+    server: &mut Server,
+    session: &mut ClientSession,
+    via: Via,
+    msg_type: u8,
+) -> TestResult<Vec<u8>> {
     let sent = server.wait_for(|e| match e {
-        ServerEvent::ChannelData { channel, data } if channel == "rdpsnd" && data.first() == Some(&msg_type) => {
-            Some(data[4..].to_vec())
-        }
+        ServerEvent::ChannelData { channel, data } => audio_pdu(via, channel, data, msg_type),
         _ => None,
     });
     let mut sent = std::pin::pin!(sent);
@@ -150,10 +203,20 @@ async fn client_sent(server: &mut Server, session: &mut ClientSession, msg_type:
 /// The negotiation: the server offers `formats`; the client answers with those it takes
 /// (returned: the Client Audio Formats PDU's body); then training and its confirmation.
 async fn negotiate(server: &mut Server, session: &mut ClientSession, formats: &[Vec<u8>]) -> TestResult<Vec<u8>> {
-    send(server, server_formats(formats))?;
-    let client_formats = client_sent(server, session, SNDC_FORMATS).await?;
-    send(server, training())?;
-    let confirm = client_sent(server, session, SNDC_TRAINING).await?;
+    negotiate_via(server, session, Via::Static, formats).await
+}
+
+/// [`negotiate`], on the channel `via`.
+async fn negotiate_via(
+    server: &mut Server,
+    session: &mut ClientSession,
+    via: Via,
+    formats: &[Vec<u8>],
+) -> TestResult<Vec<u8>> {
+    send_via(server, via, server_formats(formats))?;
+    let client_formats = client_sent_via(server, session, via, SNDC_FORMATS).await?;
+    send_via(server, via, training())?;
+    let confirm = client_sent_via(server, session, via, SNDC_TRAINING).await?;
     assert_eq!(confirm[..2], [0x39, 0x30], "training confirmed with its timestamp");
     Ok(client_formats)
 }
@@ -180,10 +243,17 @@ async fn next_audio(session: &mut ClientSession, wait: Duration) -> TestResult<O
 }
 
 /// A good wave after hostile input still plays and is confirmed: the channel survived.
-async fn still_plays(server: &mut Server, session: &mut ClientSession, block: u8) -> TestResult {
+/// Returns the blocks confirmed before it.
+async fn still_plays(server: &mut Server, session: &mut ClientSession, block: u8) -> TestResult<Vec<u8>> {
     send(server, wave2(0, block, 1000, &pcm_data(480, 7)))?;
-    let confirm = client_sent(server, session, SNDC_WAVECONFIRM).await?;
-    assert_eq!(confirm[2], block, "the good wave is confirmed");
+    let mut before = Vec::new();
+    loop {
+        let confirm = client_sent(server, session, SNDC_WAVECONFIRM).await?;
+        if confirm[2] == block {
+            break;
+        }
+        before.push(confirm[2]);
+    }
     let chunk = loop {
         if let Some(chunk) = session.audio().pop() {
             break chunk;
@@ -193,7 +263,7 @@ async fn still_plays(server: &mut Server, session: &mut ClientSession, block: u8
             .ok_or("the good wave was not played")?;
     };
     assert_eq!((chunk.format(), chunk.frames()), (PCM_48K, 480));
-    Ok(())
+    Ok(before)
 }
 
 /// PCM and IMA ADPCM accepted, in the client's order of preference; a Wave2 and a
@@ -209,9 +279,19 @@ fn waves_are_decoded_confirmed_and_the_volume_reported() -> TestResult {
         // Wave2 PDUs index the client's list: PCM is its first.
         send(&server, wave2(0, 3, 4242, &pcm_data(960, 1000)))?;
         let confirm = client_sent(&mut server, &mut session, SNDC_WAVECONFIRM).await?;
-        assert_eq!((confirm[0], confirm[2]), (0x10, 3), "the timestamp's low byte and the block");
+        // The server's timestamp plus how long the client still needs to play what it holds:
+        // this wave's 20 ms.
+        assert_eq!(
+            u16::from_le_bytes([confirm[0], confirm[1]]),
+            0x10 + 20,
+            "the confirmed timestamp"
+        );
+        assert_eq!(confirm[2], 3, "the confirmed block");
         let chunk = session.audio().pop().ok_or("no audio queued")?;
-        assert_eq!((chunk.format(), chunk.frames(), chunk.timestamp()), (PCM_48K, 960, 4242));
+        assert_eq!(
+            (chunk.format(), chunk.frames(), chunk.timestamp()),
+            (PCM_48K, 960, 4242)
+        );
         assert!(chunk.samples().iter().all(|&s| s == 1000));
         assert_eq!(chunk.duration(), Duration::from_millis(20));
 
@@ -235,7 +315,13 @@ fn waves_are_decoded_confirmed_and_the_volume_reported() -> TestResult {
             right: 0xffff,
         });
         assert!(events.contains(&want), "{events:?}");
-        assert_eq!(session.audio().volume(), Volume { left: 0x8000, right: 0xffff });
+        assert_eq!(
+            session.audio().volume(),
+            Volume {
+                left: 0x8000,
+                right: 0xffff
+            }
+        );
         Ok(())
     })
 }
@@ -267,7 +353,10 @@ fn hostile_audio_pdus_are_dropped_and_the_channel_goes_on() -> TestResult {
         let (info, wave) = wave_info_and_wave(0, 5, &pcm_data(480, 1));
         send(&server, info)?;
         send(&server, wave[..100].to_vec())?;
-        still_plays(&mut server, &mut session, 6).await?;
+        // The waves of an unknown format and the truncated one are confirmed without being
+        // played, as MS-RDPEA 3.2.5.2.1.6 asks (IronRDP does that); the Wave2 over its
+        // BodySize and the oversized message are dropped whole.
+        assert_eq!(still_plays(&mut server, &mut session, 6).await?, [1, 5]);
         let counts = counting_alloc::stop();
         assert!(counts.largest < 1 << 20, "an allocation of {} bytes", counts.largest);
         assert!(session.audio().pop().is_none(), "nothing else was played");
@@ -291,7 +380,8 @@ fn hostile_formats_are_not_accepted() -> TestResult {
         ];
         let client_formats = negotiate(&mut server, &mut session, &formats).await?;
         assert_eq!(format_count(&client_formats), 1);
-        still_plays(&mut server, &mut session, 0).await
+        still_plays(&mut server, &mut session, 0).await?;
+        Ok(())
     })
 }
 
@@ -305,7 +395,10 @@ fn a_flood_of_waves_stays_within_the_cap() -> TestResult {
         session.audio().set_max_buffered(Duration::from_millis(100));
         // 200 waves of 20 ms: 4 s of audio, never taken.
         for block in 0..200u8 {
-            send(&server, wave2(0, block, u32::from(block) * 20, &pcm_data(960, i16::from(block))))?;
+            send(
+                &server,
+                wave2(0, block, u32::from(block) * 20, &pcm_data(960, i16::from(block))),
+            )?;
         }
         let last = loop {
             let confirm = client_sent(&mut server, &mut session, SNDC_WAVECONFIRM).await?;
@@ -322,4 +415,159 @@ fn a_flood_of_waves_stays_within_the_cap() -> TestResult {
         assert_eq!(newest.samples()[0], 199, "the newest audio is kept");
         Ok(())
     })
+}
+
+/// Opens `AUDIO_PLAYBACK_DVC` as dynamic channel `id` (the DVC capabilities first, once):
+/// the client accepts it.
+async fn open_audio_dvc(server: &mut Server, session: &mut ClientSession, id: u32, first: bool) -> TestResult {
+    if first {
+        server.command(Command::Channel(ChannelSend::message(
+            "drdynvc",
+            dvc::capabilities_request()?,
+        )))?;
+    }
+    let create = dvc::create_request(id, "AUDIO_PLAYBACK_DVC")?;
+    server.command(Command::Channel(ChannelSend::message("drdynvc", create)))?;
+    let created = server.wait_for(|e| match e {
+        ServerEvent::ChannelData { channel, data } if channel == "drdynvc" => dvc::create_response(data),
+        _ => None,
+    });
+    let mut created = std::pin::pin!(created);
+    let (opened, ok) = loop {
+        let next = std::pin::pin!(session.next_event());
+        match futures::future::select(created.as_mut(), next).await {
+            futures::future::Either::Left((created, _)) => break created?,
+            futures::future::Either::Right((event, _)) => {
+                if let Event::Disconnected(reason) = event? {
+                    return Err(format!("the session ended: {reason:?}").into());
+                }
+            }
+        }
+    };
+    assert_eq!((opened, ok), (id, true), "AUDIO_PLAYBACK_DVC opened");
+    Ok(())
+}
+
+/// Sends a Wave2 of `frames` frames, each sample `value`, on `via` as block `block`; checks
+/// its confirmation and the decoded chunk.
+async fn plays_via(server: &mut Server, session: &mut ClientSession, via: Via, block: u8, value: i16) -> TestResult {
+    send_via(server, via, wave2(0, block, 4242, &pcm_data(960, value)))?;
+    let confirm = client_sent_via(server, session, via, SNDC_WAVECONFIRM).await?;
+    // The server's timestamp plus the 20 ms the client still needs to play the wave.
+    assert_eq!(
+        u16::from_le_bytes([confirm[0], confirm[1]]),
+        0x10 + 20,
+        "the confirmed timestamp"
+    );
+    assert_eq!(confirm[2], block, "the confirmed block");
+    let chunk = session.audio().pop().ok_or("no audio queued")?;
+    assert_eq!(
+        (chunk.format(), chunk.frames(), chunk.timestamp()),
+        (PCM_48K, 960, 4242)
+    );
+    assert!(chunk.samples().iter().all(|&s| s == value));
+    Ok(())
+}
+
+/// Audio over `AUDIO_PLAYBACK_DVC`, as Windows 8+ and GNOME Remote Desktop send it: the
+/// formats negotiated, a Wave2 and a WaveInfo/Wave pair decoded and confirmed on the dynamic
+/// channel, a hostile one dropped; the server closing the channel ends the stream, and
+/// audio plays again on the channel reopened.
+#[test]
+fn waves_play_and_are_confirmed_over_the_dynamic_channel() -> TestResult {
+    const AUDIO: u32 = 5;
+    run(config(), |mut server| async move {
+        let mut session = connect(&mut server).await?;
+        open_audio_dvc(&mut server, &mut session, AUDIO, true).await?;
+        let ima = wave_format(0x11, 2, 22_050, 1024, 4, &1017u16.to_le_bytes());
+        let aac = wave_format(0xA106, 2, 44_100, 1, 16, &[]);
+        let formats = [pcm16(2, 48_000), aac, ima];
+        let client_formats = negotiate_via(&mut server, &mut session, Via::Dvc(AUDIO), &formats).await?;
+        assert_eq!(format_count(&client_formats), 2, "PCM and IMA ADPCM, not AAC");
+        plays_via(&mut server, &mut session, Via::Dvc(AUDIO), 3, 1000).await?;
+
+        let (info, wave) = wave_info_and_wave(0, 4, &pcm_data(480, -5));
+        send_via(&server, Via::Dvc(AUDIO), info)?;
+        send_via(&server, Via::Dvc(AUDIO), wave)?;
+        let confirm = client_sent_via(&mut server, &mut session, Via::Dvc(AUDIO), SNDC_WAVECONFIRM).await?;
+        assert_eq!(confirm[2], 4);
+        let chunk = session.audio().pop().ok_or("no audio from WaveInfo/Wave")?;
+        assert_eq!(chunk.frames(), 480);
+        assert!(chunk.samples().iter().all(|&s| s == -5));
+
+        // Hostile input is screened on this channel too: a Wave2 carrying more than its
+        // BodySize is dropped, and the channel goes on.
+        let mut big = wave2(0, 5, 0, &pcm_data(480, 1));
+        big[2..4].copy_from_slice(&16u16.to_le_bytes());
+        send_via(&server, Via::Dvc(AUDIO), big)?;
+        plays_via(&mut server, &mut session, Via::Dvc(AUDIO), 6, 2).await?;
+
+        server.command(Command::Channel(ChannelSend::message("drdynvc", dvc::close(AUDIO)?)))?;
+        // Events of the waves played may come first.
+        loop {
+            match next_audio(&mut session, Duration::from_secs(10)).await? {
+                Some(AudioEvent::Closed) => break,
+                Some(_) => {}
+                None => return Err("the stream did not end with the channel".into()),
+            }
+        }
+
+        open_audio_dvc(&mut server, &mut session, AUDIO + 1, false).await?;
+        negotiate_via(&mut server, &mut session, Via::Dvc(AUDIO + 1), &[pcm16(2, 48_000)]).await?;
+        plays_via(&mut server, &mut session, Via::Dvc(AUDIO + 1), 9, 77).await?;
+        Ok(())
+    })
+}
+
+/// The ALSA sink, through alsa-lib's `file` plugin (a PCM that writes what it plays to a file,
+/// with the `null` device behind it), so that the test reads back the samples: a 440 Hz tone
+/// written without blocking comes out exactly, then at the server's half volume.
+#[test]
+#[cfg(feature = "alsa")]
+#[ignore = "needs alsa-lib (libasound2): cargo test --all-features --test audio -- --ignored"]
+fn alsa_plays_into_the_file_plugin() -> TestResult {
+    use async_rdp::channels::{AlsaSink, AudioSink};
+
+    let path = std::env::temp_dir().join(format!("async-rdp-alsa-{}.raw", std::process::id()));
+    let device = format!("file:FILE={},FORMAT=raw", path.display());
+    let tone: Vec<i16> = (0..48_000)
+        .flat_map(|i| {
+            let s = (12_000.0 * (std::f64::consts::TAU * 440.0 * f64::from(i) / 48_000.0).sin()) as i16;
+            [s, s]
+        })
+        .collect();
+    let mut sink = AlsaSink::open(&device)?;
+    let write_all = |sink: &mut AlsaSink, samples: &[i16]| -> TestResult {
+        let mut at = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while at < samples.len() {
+            at += 2 * sink.write(PCM_48K, &samples[at..])?;
+            if std::time::Instant::now() > deadline {
+                return Err("the device took too little".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    };
+    write_all(&mut sink, &tone)?;
+    sink.set_volume(Volume {
+        left: 0x8000,
+        right: 0x8000,
+    });
+    write_all(&mut sink, &tone[..9600])?;
+    drop(sink);
+    let bytes = std::fs::read(&path)?;
+    let _ = std::fs::remove_file(&path);
+    let played: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(played.len(), tone.len() + 9600, "every frame written reached the file");
+    assert!(played[..tone.len()] == tone[..], "the tone comes out exactly");
+    let halved: Vec<i16> = tone[..9600]
+        .iter()
+        .map(|&s| ((i32::from(s) * 0x8000) >> 16) as i16)
+        .collect();
+    assert!(played[tone.len()..] == halved[..], "at half volume");
+    Ok(())
 }

@@ -19,8 +19,9 @@ use ironrdp_core::impl_as_any;
 use ironrdp_dvc::{DvcClientProcessor, DvcMessage, DvcProcessor};
 use ironrdp_egfx::client::{BitmapUpdate, GraphicsPipelineClient, GraphicsPipelineHandler};
 use ironrdp_egfx::pdu::{
-    CapabilitiesV103Flags, CapabilitiesV104Flags, CapabilitiesV107Flags, CapabilitiesV10Flags, CapabilitiesV81Flags,
-    CapabilitiesV8Flags, CapabilitySet, Codec1Type, GfxPdu, WireToSurface2Pdu,
+    CacheToSurfacePdu, CapabilitiesV103Flags, CapabilitiesV104Flags, CapabilitiesV107Flags, CapabilitiesV10Flags,
+    CapabilitiesV81Flags, CapabilitiesV8Flags, CapabilitySet, Codec1Type, GfxPdu, SolidFillPdu, SurfaceToSurfacePdu,
+    WireToSurface2Pdu,
 };
 use ironrdp_pdu::PduResult;
 
@@ -63,6 +64,12 @@ impl Counters {
         if let Some(i) = CODECS.iter().position(|c| *c == codec) {
             self.codecs[i].fetch_add(1, Relaxed);
         }
+        self.open_frame.store(true, Relaxed);
+    }
+
+    /// A drawing command of no codec (a fill, a copy): the frame has begun all the same.
+    fn drew(&self) {
+        self.progressive_tiles.store(false, Relaxed);
         self.open_frame.store(true, Relaxed);
     }
 }
@@ -108,6 +115,18 @@ impl GraphicsPipelineHandler for Handler {
     fn on_wire_to_surface2(&mut self, _pdu: &WireToSurface2Pdu) {
         self.counters.progressive_tiles.store(true, Relaxed);
         self.counters.count("progressive");
+    }
+
+    fn on_solid_fill(&mut self, _pdu: &SolidFillPdu) {
+        self.counters.drew();
+    }
+
+    fn on_surface_to_surface(&mut self, _pdu: &SurfaceToSurfacePdu) {
+        self.counters.drew();
+    }
+
+    fn on_cache_to_surface(&mut self, _pdu: &CacheToSurfacePdu) {
+        self.counters.drew();
     }
 
     fn on_frame_complete(&mut self, _frame_id: u32) {
@@ -173,6 +192,8 @@ pub(crate) struct Graphics {
     counters: Arc<Counters>,
     /// Updates IronRDP dropped (undecodable), as last seen, and when a redraw was last asked.
     dropped_seen: u64,
+    /// Messages the pipeline refused (an unknown surface, bad ZGFX): dropped like updates.
+    failed: u64,
     last_redraw: Option<Instant>,
 }
 
@@ -198,6 +219,7 @@ impl Graphics {
             inner: GraphicsPipelineClient::new(Box::new(handler), decoder),
             counters,
             dropped_seen: 0,
+            failed: 0,
             last_redraw: None,
         }
     }
@@ -229,7 +251,12 @@ impl DvcProcessor for Graphics {
     }
 
     fn process(&mut self, channel_id: u32, payload: &[u8]) -> PduResult<Vec<DvcMessage>> {
-        self.inner.process(channel_id, payload)
+        // The channel layer logs and drops a message that fails: name whose it was, and have
+        // what it would have drawn redrawn ([`Graphics::redraw_due`]).
+        self.inner.process(channel_id, payload).map_err(|e| {
+            self.failed += 1;
+            ironrdp_pdu::pdu_other_err!("graphics pipeline", source: e)
+        })
     }
 
     fn close(&mut self, channel_id: u32) {
@@ -409,7 +436,7 @@ impl<S: crate::framing::FramedRead + crate::framing::FramedWrite> Session<S> {
 impl Graphics {
     /// Whether updates were dropped since the last look and a redraw may be asked for now.
     fn redraw_due(&mut self) -> bool {
-        let dropped = self.inner.dropped_updates();
+        let dropped = self.inner.dropped_updates().saturating_add(self.failed);
         if dropped == self.dropped_seen {
             return false;
         }

@@ -35,6 +35,9 @@ use ironrdp_dvc::DrdynvcClient;
 #[cfg(feature = "alsa")]
 pub use self::audio::AlsaSink;
 #[cfg(feature = "audio")]
+#[doc(hidden)]
+pub use self::audio::attach_audio;
+#[cfg(feature = "audio")]
 pub(crate) use self::audio::AudioState;
 #[cfg(feature = "audio")]
 pub use self::audio::{Audio, AudioChunk, AudioEvent, AudioSink, PcmFormat, Volume, DEFAULT_MAX_AUDIO_BUFFERED};
@@ -74,7 +77,8 @@ pub enum Channel {
     ///
     /// [MS-RDPEGFX]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpegfx/
     Graphics,
-    /// Audio output ([MS-RDPEA]) on the `rdpsnd` channel, with `rdpdr` offered with no devices
+    /// Audio output ([MS-RDPEA]) on the `rdpsnd` channel or its dynamic variant
+    /// `AUDIO_PLAYBACK_DVC` (Windows 8+, GNOME), with `rdpdr` offered with no devices
     /// (servers open audio only for a client that has it): the server's sound, decoded
     /// ([`Session::audio`](crate::Session::audio)). Needs the `audio` feature.
     ///
@@ -97,6 +101,20 @@ impl Channel {
     }
 }
 
+/// Whether `channels` offer audio output. The Client Info says so (without it, its
+/// INFO_NOAUDIOPLAYBACK flag tells the server not to play sound at the client: Windows and
+/// FreeRDP-based servers such as GNOME Remote Desktop then open no audio channel at all).
+#[cfg(feature = "audio")]
+pub(crate) fn plays_audio(channels: &[Channel]) -> bool {
+    channels.contains(&Channel::Audio)
+}
+
+/// Whether `channels` offer audio output: never without the `audio` feature.
+#[cfg(not(feature = "audio"))]
+pub(crate) fn plays_audio(_channels: &[Channel]) -> bool {
+    false
+}
+
 /// Registers the processors of `channels` on `connector`.
 pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> ClientConnector {
     // One dynamic channel transport for every dynamic channel. Each is registered as a
@@ -114,6 +132,15 @@ pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> 
         let name = ironrdp_egfx::CHANNEL_NAME;
         dynamic = Some(dynamic.unwrap_or_default().with_dynamic_channel_factory(name, graphics::factory()));
     }
+    // Audio goes both ways: Windows 8+ and GNOME open the dynamic channel, older servers the
+    // static one; both report to the same link, which the session finds on either.
+    #[cfg(feature = "audio")]
+    let audio = channels.contains(&Channel::Audio).then(audio::AudioLink::new);
+    #[cfg(feature = "audio")]
+    if let Some(link) = &audio {
+        let name = ironrdp_rdpsnd::client::DVC_CHANNEL_NAME;
+        dynamic = Some(dynamic.unwrap_or_default().with_dynamic_channel_factory(name, link.dvc_factory()));
+    }
     if let Some(dynamic) = dynamic {
         connector = connector.with_static_channel(dynamic);
     }
@@ -123,8 +150,8 @@ pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> 
         connector = connector.with_static_channel(ironrdp_cliprdr::CliprdrClient::new(Box::new(backend)));
     }
     #[cfg(feature = "audio")]
-    if channels.contains(&Channel::Audio) {
-        connector = audio::register(connector);
+    if let Some(link) = &audio {
+        connector = audio::register(connector, link);
     }
     connector
 }

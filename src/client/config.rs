@@ -393,7 +393,9 @@ impl ClientConfig {
             hardware_id: None,
             request_data: None,
             autologon: true,
-            enable_audio_playback: false,
+            // Set exactly when the audio channels are registered: servers open audio only
+            // for a client that says it plays it.
+            enable_audio_playback: crate::channels::plays_audio(&self.channels),
             enable_audio_capture: false,
             performance_flags: PerformanceFlags::default(),
             license_cache: None,

@@ -5,7 +5,8 @@
 //! a test speaks for it, with [`ChannelSend`]s ([`Command::Channel`](crate::Command::Channel),
 //! [`Scripted::Channel`](crate::Scripted::Channel)), and reads what the client answered in
 //! [`ServerEvent::ChannelData`](crate::ServerEvent::ChannelData). [`cliprdr`] and [`dvc`] make
-//! and read the PDUs of the clipboard and of the dynamic channels (with display control).
+//! and read the PDUs of the clipboard and of the dynamic channels (with display control);
+//! [`egfx`] runs the server side of the graphics pipeline on a dynamic channel.
 //!
 //! A channel PDU travels in an MCS Send Data Indication, behind a Channel PDU Header
 //! ([MS-RDPBCGR] 2.2.6.1.1: the message's total length, and FIRST / LAST flags on its first
@@ -16,6 +17,7 @@
 
 pub mod cliprdr;
 pub mod dvc;
+pub mod egfx;
 
 use std::borrow::Cow;
 

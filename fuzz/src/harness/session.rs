@@ -8,7 +8,8 @@
 //!
 //! Each copy also gets fresh virtual channels, at fixed MCS ids so that seeds hold whatever ids
 //! a connection would assign: the clipboard (IronRDP's processor, with a backend that records
-//! nothing) at [`CLIPRDR_CHANNEL`] and the dynamic channel transport with display control at
+//! nothing) at [`CLIPRDR_CHANNEL`] and the dynamic channel transport with display control and
+//! the graphics pipeline (IronRDP's client, which the session composes) at
 //! [`DRDYNVC_CHANNEL`]. Channel PDUs in the input then go through the session's channel guard
 //! and IronRDP's channel processors.
 //!
@@ -36,6 +37,7 @@ use async_rdp_demo_server::{Config, DemoServer, Security};
 use async_std::net::TcpStream;
 use ironrdp_displaycontrol::client::DisplayControlClient;
 use ironrdp_dvc::DrdynvcClient;
+use ironrdp_egfx::client::{GraphicsPipelineClient, GraphicsPipelineHandler};
 
 use super::stream::{ChunkedStream, Tap};
 
@@ -45,6 +47,10 @@ pub const CLIPRDR_CHANNEL: u16 = 1008;
 
 /// The MCS id of the dynamic channel transport (`drdynvc`) of every input's session.
 pub const DRDYNVC_CHANNEL: u16 = 1009;
+
+/// The MCS id of audio output's static channel (`rdpsnd`), with the `audio` feature; its
+/// dynamic variant goes on [`DRDYNVC_CHANNEL`].
+pub const RDPSND_CHANNEL: u16 = 1010;
 
 /// The client's stream after the TLS upgrade, with taps below and above TLS.
 pub type ClientStream = Tap<futures_rustls::client::TlsStream<Prefixed<Tap<TcpStream>>>>;
@@ -199,7 +205,12 @@ fn attach_channels(result: &mut ConnectionResult) {
     );
     let channels = &mut result.static_channels;
     let display = DisplayControlClient::new(|_| Ok(Vec::new()));
-    channels.insert(DrdynvcClient::new().with_dynamic_channel(display));
+    let graphics = GraphicsPipelineClient::new(Box::new(NullGraphics), None);
+    channels.insert(
+        DrdynvcClient::new()
+            .with_dynamic_channel(display)
+            .with_dynamic_channel(graphics),
+    );
     channels.attach_channel_id(TypeId::of::<DrdynvcClient>(), DRDYNVC_CHANNEL);
     #[cfg(feature = "clipboard")]
     {
@@ -207,7 +218,17 @@ fn attach_channels(result: &mut ConnectionResult) {
         channels.insert(CliprdrClient::new(Box::new(NullClipboard)));
         channels.attach_channel_id(TypeId::of::<CliprdrClient>(), CLIPRDR_CHANNEL);
     }
+    // async-rdp's own audio processors, not IronRDP's bare ones: the input then goes through
+    // the session's screens, decoders and queue (after drdynvc, whose transport it joins).
+    #[cfg(feature = "audio")]
+    async_rdp::channels::attach_audio(result, RDPSND_CHANNEL);
 }
+
+/// A graphics pipeline handler that takes IronRDP's defaults (the session's own is private to
+/// it): every capability set, every event ignored.
+struct NullGraphics;
+
+impl GraphicsPipelineHandler for NullGraphics {}
 
 /// A clipboard backend that records nothing (the session's own backend is private to it).
 #[cfg(feature = "clipboard")]

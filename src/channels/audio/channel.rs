@@ -1,13 +1,16 @@
-//! The audio output processor the session owns: IronRDP's `Rdpsnd`, behind a screen for what
-//! it accepts too readily, and the records its backend keeps.
+//! The audio output processors the session owns: IronRDP's `Rdpsnd` on the static channel and
+//! its `RdpsndDvc` on `AUDIO_PLAYBACK_DVC` (the variant Windows 8+ and GNOME Remote Desktop
+//! use), each behind a screen for what IronRDP accepts too readily. Both report to the same
+//! records ([`Shared`]), so the session need not know which one the server opened.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ironrdp_core::impl_as_any;
+use ironrdp_dvc::{DvcClientProcessor, DvcMessage, DvcProcessor};
 use ironrdp_pdu::gcc::ChannelName;
 use ironrdp_pdu::{pdu_other_err, PduResult};
-use ironrdp_rdpsnd::client::Rdpsnd;
+use ironrdp_rdpsnd::client::{Clock, Rdpsnd, RdpsndDvc, RdpsndDvcState, DVC_CHANNEL_NAME};
 use ironrdp_svc::{CompressionCondition, SvcClientProcessor, SvcMessage, SvcProcessor};
 
 use super::backend::{lock, Backend, Happened, Shared};
@@ -21,43 +24,60 @@ const PROLOG: usize = 4;
 /// A WaveInfo PDU alone ([MS-RDPEA] 2.2.3.3): the prolog and 12 bytes.
 const WAVE_INFO: usize = PROLOG + 12;
 
-#[derive(Debug)]
-pub(crate) struct AudioChannel {
-    rdpsnd: Rdpsnd,
+/// The records and clock of one connection's audio, which every audio processor shares: the
+/// server may use the static channel, the dynamic one, or reopen the dynamic one.
+#[derive(Debug, Clone)]
+pub(crate) struct AudioLink {
     shared: Arc<Mutex<Shared>>,
-    /// The last message was a WaveInfo PDU alone: this one is its wave data, with no prolog.
-    wave_data_next: bool,
+    started: Instant,
 }
 
-impl_as_any!(AudioChannel);
-
-impl AudioChannel {
+impl AudioLink {
     pub(crate) fn new() -> Self {
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let started = Instant::now();
-        let rdpsnd = Rdpsnd::new(Box::new(Backend::new(Arc::clone(&shared))))
-            // The wave confirmations add how long the client held each wave.
-            .with_clock(Box::new(move || started.elapsed()));
         Self {
-            rdpsnd,
-            shared,
-            wave_data_next: false,
+            shared: Arc::new(Mutex::new(Shared::default())),
+            started: Instant::now(),
         }
     }
 
-    /// What the backend recorded since the last call.
-    pub(super) fn take(&mut self) -> Vec<Happened> {
+    /// What the backends recorded since the last call.
+    pub(super) fn take(&self) -> Vec<Happened> {
         std::mem::take(&mut lock(&self.shared).happened)
     }
 
     /// How long the audio the client holds plays, for the wave confirmations.
-    pub(super) fn set_latency(&mut self, latency: Duration) {
+    pub(super) fn set_latency(&self, latency: Duration) {
         lock(&self.shared).latency = latency;
     }
 
-    /// Refuses what IronRDP would take as it is: a Wave2 PDU carrying more than its BodySize
-    /// announces (IronRDP plays whatever follows the header).
-    fn screen(&mut self, payload: &[u8]) -> PduResult<()> {
+    fn backend(&self) -> Box<Backend> {
+        Box::new(Backend::new(Arc::clone(&self.shared)))
+    }
+
+    /// The wave confirmations add how long the client held each wave: this measures it.
+    fn clock(&self) -> Clock {
+        let started = self.started;
+        Box::new(move || started.elapsed())
+    }
+
+    /// The processor factory for `AUDIO_PLAYBACK_DVC`: a fresh one each time the server opens
+    /// the channel (a closed one is gone), all reporting to this link.
+    pub(crate) fn dvc_factory(&self) -> impl FnMut() -> AudioDvc + Send + 'static {
+        let link = self.clone();
+        move || AudioDvc::new(&link)
+    }
+}
+
+/// Refuses what IronRDP would take as it is: a Wave2 PDU carrying more than its BodySize
+/// announces (IronRDP plays whatever follows the header).
+#[derive(Debug, Default)]
+struct Screen {
+    /// The last message was a WaveInfo PDU alone: this one is its wave data, with no prolog.
+    wave_data_next: bool,
+}
+
+impl Screen {
+    fn check(&mut self, payload: &[u8]) -> PduResult<()> {
         if std::mem::take(&mut self.wave_data_next) {
             return Ok(());
         }
@@ -79,6 +99,30 @@ impl AudioChannel {
     }
 }
 
+/// Audio output on the `rdpsnd` static channel.
+#[derive(Debug)]
+pub(crate) struct AudioChannel {
+    rdpsnd: Rdpsnd,
+    link: AudioLink,
+    screen: Screen,
+}
+
+impl_as_any!(AudioChannel);
+
+impl AudioChannel {
+    pub(crate) fn new(link: &AudioLink) -> Self {
+        Self {
+            rdpsnd: Rdpsnd::new(link.backend()).with_clock(link.clock()),
+            link: link.clone(),
+            screen: Screen::default(),
+        }
+    }
+
+    pub(super) fn link(&self) -> &AudioLink {
+        &self.link
+    }
+}
+
 impl SvcProcessor for AudioChannel {
     fn channel_name(&self) -> ChannelName {
         Rdpsnd::NAME
@@ -93,12 +137,61 @@ impl SvcProcessor for AudioChannel {
     }
 
     fn process(&mut self, payload: &[u8]) -> PduResult<Vec<SvcMessage>> {
-        self.screen(payload)?;
+        self.screen.check(payload)?;
         self.rdpsnd.process(payload)
     }
 }
 
 impl SvcClientProcessor for AudioChannel {}
+
+/// Audio output on the `AUDIO_PLAYBACK_DVC` dynamic channel. The lossy variant is not
+/// offered: it needs the UDP transport, which the client does not have, and the server falls
+/// back to this one.
+#[derive(Debug)]
+pub(crate) struct AudioDvc {
+    rdpsnd: RdpsndDvc,
+    link: AudioLink,
+    screen: Screen,
+}
+
+impl_as_any!(AudioDvc);
+
+impl AudioDvc {
+    fn new(link: &AudioLink) -> Self {
+        Self {
+            rdpsnd: RdpsndDvcState::new(link.backend()).with_clock(link.clock()).channel(),
+            link: link.clone(),
+            screen: Screen::default(),
+        }
+    }
+
+    pub(super) fn link(&self) -> &AudioLink {
+        &self.link
+    }
+}
+
+impl DvcProcessor for AudioDvc {
+    fn channel_name(&self) -> &str {
+        DVC_CHANNEL_NAME
+    }
+
+    fn start(&mut self, channel_id: u32) -> PduResult<Vec<DvcMessage>> {
+        log::debug!("Audio: the server opened {DVC_CHANNEL_NAME} (dynamic channel {channel_id})");
+        self.rdpsnd.start(channel_id)
+    }
+
+    fn process(&mut self, channel_id: u32, payload: &[u8]) -> PduResult<Vec<DvcMessage>> {
+        self.screen.check(payload)?;
+        self.rdpsnd.process(channel_id, payload)
+    }
+
+    fn close(&mut self, channel_id: u32) {
+        log::debug!("Audio: the server closed {DVC_CHANNEL_NAME} (dynamic channel {channel_id})");
+        self.rdpsnd.close(channel_id);
+    }
+}
+
+impl DvcClientProcessor for AudioDvc {}
 
 #[cfg(test)]
 mod tests {
@@ -113,18 +206,18 @@ mod tests {
 
     #[test]
     fn a_wave2_over_its_body_size_is_refused() {
-        let mut channel = AudioChannel::new();
-        assert!(channel.screen(&pdu(SNDC_WAVE2, 16, &[0; 16])).is_ok());
-        assert!(channel.screen(&pdu(SNDC_WAVE2, 16, &[0; 17])).is_err());
-        assert!(channel.screen(&[SNDC_WAVE2]).is_ok());
+        let mut screen = Screen::default();
+        assert!(screen.check(&pdu(SNDC_WAVE2, 16, &[0; 16])).is_ok());
+        assert!(screen.check(&pdu(SNDC_WAVE2, 16, &[0; 17])).is_err());
+        assert!(screen.check(&[SNDC_WAVE2]).is_ok());
     }
 
     #[test]
     fn wave_data_after_a_wave_info_is_not_taken_for_a_pdu() {
-        let mut channel = AudioChannel::new();
-        assert!(channel.screen(&pdu(SNDC_WAVE, 108, &[0; 12])).is_ok());
+        let mut screen = Screen::default();
+        assert!(screen.check(&pdu(SNDC_WAVE, 108, &[0; 12])).is_ok());
         // Bare wave data: bPad, then samples that happen to look like a Wave2 header.
-        assert!(channel.screen(&pdu(SNDC_WAVE2, 0, &[0; 96])).is_ok());
-        assert!(channel.screen(&pdu(SNDC_WAVE2, 0, &[0; 96])).is_err());
+        assert!(screen.check(&pdu(SNDC_WAVE2, 0, &[0; 96])).is_ok());
+        assert!(screen.check(&pdu(SNDC_WAVE2, 0, &[0; 96])).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! Audio output ([MS-RDPEA] over the `rdpsnd` static channel): the server's sound, decoded to
+//! Audio output ([MS-RDPEA] over the `rdpsnd` static channel or the `AUDIO_PLAYBACK_DVC`
+//! dynamic one, whichever the server opens): the server's sound, decoded to
 //! interleaved 16-bit PCM and queued in the session, up to a cap in milliseconds, for the
 //! application to take ([`Audio::pop`]) or to hand to a sink it implements ([`AudioSink`],
 //! [`Audio::play_into`]).
@@ -12,7 +13,8 @@
 //! for a client that has it. Audio contents are logged at TRACE at most.
 //!
 //! - `backend`: what IronRDP's processor reports, decoded;
-//! - `channel`: the processor the session owns, screening what reaches IronRDP;
+//! - `channel`: the processors the session owns (static and dynamic), screening what reaches
+//!   IronRDP, and the link they report through;
 //! - `queue`: the bounded queue of decoded audio;
 //! - `alsa` (feature `alsa`): [`AlsaSink`], playback through ALSA.
 //!
@@ -24,15 +26,18 @@ mod backend;
 mod channel;
 mod queue;
 
+use std::any::TypeId;
 use std::fmt;
 use std::time::Duration;
 
-use ironrdp_connector::ClientConnector;
+use ironrdp_connector::{ClientConnector, ConnectionResult};
+use ironrdp_dvc::DrdynvcClient;
 
 #[cfg(feature = "alsa")]
 pub use self::alsa::AlsaSink;
 use self::backend::Happened;
-pub(crate) use self::channel::AudioChannel;
+pub(crate) use self::channel::AudioLink;
+use self::channel::{AudioChannel, AudioDvc};
 use self::queue::AudioQueue;
 use crate::session::{Event, Session};
 use crate::{Error, Phase, Result};
@@ -223,6 +228,8 @@ pub(crate) struct AudioState {
     /// What the sink said it holds, at the last `play_into`.
     sink_delay: Duration,
     warnings: u32,
+    /// The processors' records, once found (see [`Session::audio_link`]).
+    link: Option<AudioLink>,
 }
 
 impl Default for AudioState {
@@ -233,6 +240,7 @@ impl Default for AudioState {
             volume_applied: true,
             sink_delay: Duration::ZERO,
             warnings: 0,
+            link: None,
         }
     }
 }
@@ -336,8 +344,8 @@ impl<S> Audio<'_, S> {
 impl<S> Session<S> {
     /// Acts on what the audio processor reported while the last frame was processed.
     pub(crate) fn drive_audio(&mut self) {
-        let happened = match self.stage.get_svc_processor_mut::<AudioChannel>() {
-            Some(channel) => channel.take(),
+        let happened = match self.audio_link() {
+            Some(link) => link.take(),
             None => return,
         };
         if happened.is_empty() {
@@ -392,16 +400,56 @@ impl<S> Session<S> {
     /// confirmations count it.
     fn report_audio_latency(&mut self) {
         let held = self.audio.queue.duration().saturating_add(self.audio.sink_delay);
-        if let Some(channel) = self.stage.get_svc_processor_mut::<AudioChannel>() {
-            channel.set_latency(held);
+        if let Some(link) = self.audio_link() {
+            link.set_latency(held);
         }
+    }
+
+    /// The records the audio processors report to, whichever channel the server opened: the
+    /// static one is there from the start, the dynamic one once the server opened it. Kept
+    /// once found, so that what a dynamic channel reported as it closed is not lost with it.
+    fn audio_link(&mut self) -> Option<&AudioLink> {
+        if self.audio.link.is_none() {
+            let link = match self.stage.get_svc_processor::<AudioChannel>() {
+                Some(channel) => Some(channel.link().clone()),
+                None => self
+                    .stage
+                    .get_dvc::<AudioDvc>()
+                    .map(|dvc| dvc.processor().link().clone()),
+            };
+            self.audio.link = link;
+        }
+        self.audio.link.as_ref()
     }
 }
 
-/// Registers the audio output channel, and `rdpdr` with no devices, on `connector`.
-pub(crate) fn register(connector: ClientConnector) -> ClientConnector {
+/// Attaches audio output's processors to `result` as a connection registers them: the static
+/// channel as MCS channel `id`, and the dynamic one on `result`'s `drdynvc` transport if it has
+/// one. For harnesses that build a [`Session`] from a `ConnectionResult` of their own (the fuzz
+/// target), so that their input reaches the same screens, decoders and queue as a server's
+/// audio does. Not part of the supported API.
+#[doc(hidden)]
+pub fn attach_audio(result: &mut ConnectionResult, id: u16) {
+    let link = AudioLink::new();
+    let channels = &mut result.static_channels;
+    channels.insert(AudioChannel::new(&link));
+    channels.attach_channel_id(TypeId::of::<AudioChannel>(), id);
+    let dynamic = channels
+        .get_by_type_mut::<DrdynvcClient>()
+        .and_then(|channel| channel.channel_processor_downcast_mut::<DrdynvcClient>());
+    if let Some(dynamic) = dynamic {
+        // Registering a factory takes the transport by value.
+        let name = ironrdp_rdpsnd::client::DVC_CHANNEL_NAME;
+        *dynamic = std::mem::take(dynamic).with_dynamic_channel_factory(name, link.dvc_factory());
+    }
+}
+
+/// Registers the static audio output channel, reporting to `link`, and `rdpdr` with no
+/// devices, on `connector`. The dynamic channel goes on the connection's one `drdynvc`
+/// transport ([`AudioLink::dvc_factory`]).
+pub(crate) fn register(connector: ClientConnector, link: &AudioLink) -> ClientConnector {
     let rdpdr = ironrdp_rdpdr::Rdpdr::new(Box::new(ironrdp_rdpdr::NoopRdpdrBackend), "async-rdp".to_owned());
     connector
-        .with_static_channel(AudioChannel::new())
+        .with_static_channel(AudioChannel::new(link))
         .with_static_channel(rdpdr)
 }

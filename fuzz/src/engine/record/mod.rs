@@ -3,6 +3,7 @@
 //! header) and `fuzz/corpus/session_frames/` (raw), one file per distinct kind of frame plus a
 //! few streams.
 
+mod audio;
 mod channels;
 mod demo;
 mod names;
@@ -57,7 +58,7 @@ pub fn record_corpus(root: &Path) -> Result<(), BoxError> {
     save_session_streams(&mut seeds, &recorded, &session, start.concat())?;
     peer::record_peers(&mut seeds, root)?;
     let session_dir = seeds.session_dir.clone();
-    for (name, bytes) in channel_seeds()? {
+    for (name, bytes) in channel_seeds()?.into_iter().chain(audio::audio_seeds()?) {
         seeds.save(&session_dir, name, bytes)?;
     }
     println!(
