@@ -86,8 +86,9 @@ fn server_formats(formats: &[Vec<u8>]) -> Vec<u8> {
     pdu(SNDC_FORMATS, &body)
 }
 
+/// A Training PDU: wTimeStamp 0x3039, wPackSize 24 (the whole PDU, with its 16 bytes of data).
 fn training() -> Vec<u8> {
-    pdu(SNDC_TRAINING, &[0x39, 0x30, 0, 0])
+    pdu(SNDC_TRAINING, &[&[0x39, 0x30, 24, 0][..], &[0; 16]].concat())
 }
 
 /// A Wave2 PDU: format `format_no`, block `block`, audio timestamp `ts`, `data`.
@@ -217,7 +218,12 @@ async fn negotiate_via(
     let client_formats = client_sent_via(server, session, via, SNDC_FORMATS).await?;
     send_via(server, via, training())?;
     let confirm = client_sent_via(server, session, via, SNDC_TRAINING).await?;
-    assert_eq!(confirm[..2], [0x39, 0x30], "training confirmed with its timestamp");
+    // [MS-RDPEA] 2.2.3.2: the Training PDU's own wPackSize, which GNOME Remote Desktop checks.
+    assert_eq!(
+        confirm[..4],
+        [0x39, 0x30, 24, 0],
+        "training confirmed with its timestamp and size"
+    );
     Ok(client_formats)
 }
 

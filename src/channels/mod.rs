@@ -32,11 +32,11 @@ use ironrdp_connector::ClientConnector;
 use ironrdp_displaycontrol::client::DisplayControlClient;
 use ironrdp_dvc::DrdynvcClient;
 
-#[cfg(feature = "alsa")]
-pub use self::audio::AlsaSink;
 #[cfg(feature = "audio")]
 #[doc(hidden)]
 pub use self::audio::attach_audio;
+#[cfg(feature = "alsa")]
+pub use self::audio::AlsaSink;
 #[cfg(feature = "audio")]
 pub(crate) use self::audio::AudioState;
 #[cfg(feature = "audio")]
@@ -130,7 +130,11 @@ pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> 
     }
     if channels.contains(&Channel::Graphics) {
         let name = ironrdp_egfx::CHANNEL_NAME;
-        dynamic = Some(dynamic.unwrap_or_default().with_dynamic_channel_factory(name, graphics::factory()));
+        dynamic = Some(
+            dynamic
+                .unwrap_or_default()
+                .with_dynamic_channel_factory(name, graphics::factory()),
+        );
     }
     // Audio goes both ways: Windows 8+ and GNOME open the dynamic channel, older servers the
     // static one; both report to the same link, which the session finds on either.
@@ -139,7 +143,11 @@ pub(crate) fn register(mut connector: ClientConnector, channels: &[Channel]) -> 
     #[cfg(feature = "audio")]
     if let Some(link) = &audio {
         let name = ironrdp_rdpsnd::client::DVC_CHANNEL_NAME;
-        dynamic = Some(dynamic.unwrap_or_default().with_dynamic_channel_factory(name, link.dvc_factory()));
+        dynamic = Some(
+            dynamic
+                .unwrap_or_default()
+                .with_dynamic_channel_factory(name, link.dvc_factory()),
+        );
     }
     if let Some(dynamic) = dynamic {
         connector = connector.with_static_channel(dynamic);

@@ -11,12 +11,15 @@ use ironrdp_dvc::{DvcClientProcessor, DvcMessage, DvcProcessor};
 use ironrdp_pdu::gcc::ChannelName;
 use ironrdp_pdu::{pdu_other_err, PduResult};
 use ironrdp_rdpsnd::client::{Clock, Rdpsnd, RdpsndDvc, RdpsndDvcState, DVC_CHANNEL_NAME};
+use ironrdp_rdpsnd::pdu::{ClientAudioOutputPdu, TrainingConfirmPdu};
 use ironrdp_svc::{CompressionCondition, SvcClientProcessor, SvcMessage, SvcProcessor};
 
 use super::backend::{lock, Backend, Happened, Shared};
 
 /// SNDC_WAVE: a WaveInfo PDU, whose wave data follows as the channel's next message.
 const SNDC_WAVE: u8 = 0x02;
+/// SNDC_TRAINING: the server measures the channel; the client confirms.
+const SNDC_TRAINING: u8 = 0x06;
 /// SNDC_WAVE2: a whole wave in one PDU.
 const SNDC_WAVE2: u8 = 0x0D;
 /// SNDPROLOG: msgType, bPad, BodySize.
@@ -69,7 +72,8 @@ impl AudioLink {
 }
 
 /// Refuses what IronRDP would take as it is: a Wave2 PDU carrying more than its BodySize
-/// announces (IronRDP plays whatever follows the header).
+/// announces (IronRDP plays whatever follows the header). Also finds Training PDUs, whose
+/// confirmation IronRDP gets wrong (see [`Screen::answer`]).
 #[derive(Debug, Default)]
 struct Screen {
     /// The last message was a WaveInfo PDU alone: this one is its wave data, with no prolog.
@@ -77,15 +81,17 @@ struct Screen {
 }
 
 impl Screen {
-    fn check(&mut self, payload: &[u8]) -> PduResult<()> {
+    /// Checks one message; returns the confirmation it needs if it is a Training PDU.
+    fn check(&mut self, payload: &[u8]) -> PduResult<Option<TrainingConfirmPdu>> {
         if std::mem::take(&mut self.wave_data_next) {
-            return Ok(());
+            return Ok(None);
         }
         let (Some(&msg_type), Some(body)) = (payload.first(), payload.get(2..PROLOG)) else {
-            return Ok(());
+            return Ok(None);
         };
         let announced = usize::from(u16::from_le_bytes([body[0], body[1]]));
         match msg_type {
+            SNDC_TRAINING => return Ok(training_confirm(payload)),
             SNDC_WAVE => self.wave_data_next = payload.len() == WAVE_INFO,
             SNDC_WAVE2 if payload.len() - PROLOG > announced => {
                 return Err(pdu_other_err!(
@@ -95,8 +101,35 @@ impl Screen {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
+
+    /// IronRDP's replies to a message, with its Training Confirm replaced by `confirm`:
+    /// IronRDP confirms the size of the training data it kept, where [MS-RDPEA] 2.2.3.2 asks for
+    /// the Training PDU's own wPackSize, and GNOME Remote Desktop ignores any other value (and
+    /// then never plays). IronRDP answers a Training PDU with its confirmation alone, or not at
+    /// all when it refused the PDU; that choice is kept.
+    ///
+    /// [MS-RDPEA]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-rdpea/
+    fn answer<M>(
+        confirm: Option<TrainingConfirmPdu>,
+        replies: Vec<M>,
+        wrap: impl FnOnce(ClientAudioOutputPdu) -> M,
+    ) -> Vec<M> {
+        match confirm {
+            Some(confirm) if replies.len() == 1 => vec![wrap(ClientAudioOutputPdu::TrainingConfirm(confirm))],
+            _ => replies,
+        }
+    }
+}
+
+/// The confirmation of the Training PDU `payload`: its timestamp and wPackSize, echoed.
+fn training_confirm(payload: &[u8]) -> Option<TrainingConfirmPdu> {
+    let field = |at: usize| payload.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    Some(TrainingConfirmPdu {
+        timestamp: field(PROLOG)?,
+        pack_size: field(PROLOG + 2)?,
+    })
 }
 
 /// Audio output on the `rdpsnd` static channel.
@@ -137,8 +170,9 @@ impl SvcProcessor for AudioChannel {
     }
 
     fn process(&mut self, payload: &[u8]) -> PduResult<Vec<SvcMessage>> {
-        self.screen.check(payload)?;
-        self.rdpsnd.process(payload)
+        let confirm = self.screen.check(payload)?;
+        let replies = self.rdpsnd.process(payload)?;
+        Ok(Screen::answer(confirm, replies, SvcMessage::from))
     }
 }
 
@@ -181,12 +215,13 @@ impl DvcProcessor for AudioDvc {
     }
 
     fn process(&mut self, channel_id: u32, payload: &[u8]) -> PduResult<Vec<DvcMessage>> {
-        self.screen.check(payload)?;
-        self.rdpsnd.process(channel_id, payload)
+        let confirm = self.screen.check(payload)?;
+        let replies = self.rdpsnd.process(channel_id, payload)?;
+        Ok(Screen::answer(confirm, replies, |pdu| -> DvcMessage { Box::new(pdu) }))
     }
 
     fn close(&mut self, channel_id: u32) {
-        log::debug!("Audio: the server closed {DVC_CHANNEL_NAME} (dynamic channel {channel_id})");
+        log::debug!("Audio: {DVC_CHANNEL_NAME} (dynamic channel {channel_id}) closed");
         self.rdpsnd.close(channel_id);
     }
 }
@@ -207,9 +242,26 @@ mod tests {
     #[test]
     fn a_wave2_over_its_body_size_is_refused() {
         let mut screen = Screen::default();
-        assert!(screen.check(&pdu(SNDC_WAVE2, 16, &[0; 16])).is_ok());
+        assert!(matches!(screen.check(&pdu(SNDC_WAVE2, 16, &[0; 16])), Ok(None)));
         assert!(screen.check(&pdu(SNDC_WAVE2, 16, &[0; 17])).is_err());
         assert!(screen.check(&[SNDC_WAVE2]).is_ok());
+    }
+
+    #[test]
+    fn training_is_confirmed_with_its_own_pack_size() {
+        let mut screen = Screen::default();
+        let training = pdu(SNDC_TRAINING, 1032, &[[0x39, 0x30], 1032u16.to_le_bytes()].concat());
+        let confirm = screen.check(&training).ok().flatten();
+        assert_eq!(
+            confirm,
+            Some(TrainingConfirmPdu {
+                timestamp: 0x3039,
+                pack_size: 1032
+            })
+        );
+        assert_eq!(Screen::answer(confirm.clone(), vec![0u8], |_| 1).as_slice(), [1]);
+        assert!(Screen::answer(confirm, Vec::<u8>::new(), |_| 1).is_empty());
+        assert!(matches!(screen.check(&pdu(SNDC_TRAINING, 2, &[1, 2])), Ok(None)));
     }
 
     #[test]
