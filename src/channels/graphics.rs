@@ -273,6 +273,22 @@ pub(crate) fn factory() -> impl FnMut() -> Graphics + Send + 'static {
     move || Graphics::new(Arc::clone(&counters))
 }
 
+/// Registers the graphics pipeline's processor on `result`'s `drdynvc` transport, as a
+/// connection does. For harnesses that build a [`Session`] from a `ConnectionResult` of their
+/// own (the fuzz target), so that their input reaches the same composing and counting as a
+/// server's does. Not part of the supported API.
+#[doc(hidden)]
+pub fn attach_graphics(result: &mut ironrdp_connector::ConnectionResult) {
+    let dynamic = result
+        .static_channels
+        .get_by_type_mut::<ironrdp_dvc::DrdynvcClient>()
+        .and_then(|channel| channel.channel_processor_downcast_mut::<ironrdp_dvc::DrdynvcClient>());
+    if let Some(dynamic) = dynamic {
+        // Registering a factory takes the transport by value.
+        *dynamic = std::mem::take(dynamic).with_dynamic_channel_factory(ironrdp_egfx::CHANNEL_NAME, factory());
+    }
+}
+
 /// Which path the server's graphics take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -49,7 +49,7 @@ pub(crate) use self::clipboard::ClipboardState;
 pub use self::clipboard::{Clipboard, ClipboardFormat, ClipboardText, DEFAULT_MAX_CLIPBOARD_BYTES};
 pub use self::display::Display;
 pub(crate) use self::display::DisplayState;
-pub use self::graphics::{GraphicsPath, GraphicsReport};
+pub use self::graphics::{attach_graphics, GraphicsPath, GraphicsReport};
 pub(crate) use self::guard::{ChannelGuard, Verdict};
 pub(crate) use self::monitor::gcc_layout;
 pub use self::monitor::{Monitor, Orientation};

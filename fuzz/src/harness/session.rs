@@ -37,7 +37,6 @@ use async_rdp_demo_server::{Config, DemoServer, Security};
 use async_std::net::TcpStream;
 use ironrdp_displaycontrol::client::DisplayControlClient;
 use ironrdp_dvc::DrdynvcClient;
-use ironrdp_egfx::client::{GraphicsPipelineClient, GraphicsPipelineHandler};
 
 use super::stream::{ChunkedStream, Tap};
 
@@ -205,12 +204,7 @@ fn attach_channels(result: &mut ConnectionResult) {
     );
     let channels = &mut result.static_channels;
     let display = DisplayControlClient::new(|_| Ok(Vec::new()));
-    let graphics = GraphicsPipelineClient::new(Box::new(NullGraphics), None);
-    channels.insert(
-        DrdynvcClient::new()
-            .with_dynamic_channel(display)
-            .with_dynamic_channel(graphics),
-    );
+    channels.insert(DrdynvcClient::new().with_dynamic_channel(display));
     channels.attach_channel_id(TypeId::of::<DrdynvcClient>(), DRDYNVC_CHANNEL);
     #[cfg(feature = "clipboard")]
     {
@@ -218,17 +212,14 @@ fn attach_channels(result: &mut ConnectionResult) {
         channels.insert(CliprdrClient::new(Box::new(NullClipboard)));
         channels.attach_channel_id(TypeId::of::<CliprdrClient>(), CLIPRDR_CHANNEL);
     }
+    // async-rdp's own graphics pipeline processor: the input then goes through the session's
+    // composing, counting and redraw requests, not only IronRDP's decoder.
+    async_rdp::channels::attach_graphics(result);
     // async-rdp's own audio processors, not IronRDP's bare ones: the input then goes through
     // the session's screens, decoders and queue (after drdynvc, whose transport it joins).
     #[cfg(feature = "audio")]
     async_rdp::channels::attach_audio(result, RDPSND_CHANNEL);
 }
-
-/// A graphics pipeline handler that takes IronRDP's defaults (the session's own is private to
-/// it): every capability set, every event ignored.
-struct NullGraphics;
-
-impl GraphicsPipelineHandler for NullGraphics {}
 
 /// A clipboard backend that records nothing (the session's own backend is private to it).
 #[cfg(feature = "clipboard")]
