@@ -1,8 +1,9 @@
 //! Session throughput: a stream of full-screen updates (1920 x 1080), decoded into the
-//! framebuffer, through TLS on loopback, for three codecs — uncompressed 32 bpp bitmaps,
+//! framebuffer, through TLS on loopback, for three legacy codecs — uncompressed 32 bpp bitmaps,
 //! planar (RDP 6.0 bitmap streams, the realistic lossless codec) and RemoteFX surface bits —
-//! and six client loops (three compared, three diagnostic) over the same pre-encoded frames in
-//! the same run:
+//! and the graphics pipeline (`egfx-progressive`: RemoteFX Progressive; `egfx-avc420`: H.264,
+//! with the `h264` feature; see `session/egfx.rs`), and six client loops (three compared, three
+//! diagnostic) over the same pre-encoded frames in the same run:
 //!
 //! 1. **ours**: `async_rdp::connect`, then `Session::next_event` until `Event::Disconnected`,
 //!    under `async_rdp::runtime::block_on` on the measuring thread (one OS thread, as the
@@ -36,10 +37,19 @@
 //! machinery per PDU on a stream of tiny single-PDU frames (loops 3, 5 and 6), where decoding
 //! costs next to nothing.
 //!
+//! The graphics pipeline rows run loops 1–4 (the in-memory diagnostics' stage joined no
+//! `drdynvc`). The tokio and decode loops register IronRDP's own `GraphicsPipelineClient` on a
+//! `DrdynvcClient`, and `ActiveStage` composes its frames; the connector config asks for the
+//! pipeline (`support_dyn_vc_gfx_protocol`) as ours does. The pipeline's set-up is written once
+//! before each run's frames; a lossy pipeline frame must also be nearer the last picture sent
+//! than any other.
+//!
 //! ```sh
 //! cargo bench --bench session                 # 1920x1080, 5 runs (a few minutes)
 //! cargo bench --bench session -- --quick      # CI smoke run: small, few frames, 1 run
 //! cargo bench --bench session -- --runs 3 --frames 100 --codecs planar --loops ours,decode
+//! cargo bench --bench session --features h264 -- --codecs egfx-progressive,egfx-avc420 \
+//!     --loops ours,tokio,decode,transport         # the graphics pipeline rows
 //! cargo bench --bench session -- --server-thread   # server on a thread of this process
 //! ```
 //!
@@ -382,7 +392,10 @@ impl Encoded {
         let replay = match codec {
             Codec::Egfx(kind) => Replay::egfx(
                 &egfx::Stream::new(kind, pictures, width, height),
-                egfx::Ids::decode(params.user_channel_id),
+                egfx::Ids::decode(
+                    params.user_channel_id,
+                    &[Some(params.io_channel_id), params.message_channel_id],
+                ),
             ),
             _ => Replay::legacy(encode(codec, pictures, width, height, offer)),
         };
@@ -586,9 +599,16 @@ fn serve(width: u16, height: u16, mut commands: impl FnMut() -> Option<String>, 
                     }
                     let cpu = thread_cpu_ns();
                     if !replay.setup.is_empty() {
-                        connection.framed.write_all(&replay.setup).await.expect("write the set-up");
+                        connection
+                            .framed
+                            .write_all(&replay.setup)
+                            .await
+                            .expect("write the set-up");
                     }
-                    connection.replay(&replay.frames, count).await.expect("replay the frames");
+                    connection
+                        .replay(&replay.frames, count)
+                        .await
+                        .expect("replay the frames");
                     reply(format!("done {}", thread_cpu_ns() - cpu));
                 }
                 ["quit"] => return,
@@ -851,7 +871,10 @@ impl Net<'_> {
     /// Tells the server what to send, then, once connected, checks what it will send.
     fn arm(&mut self) {
         let (_, checksum) = self.server.armed();
-        assert_eq!(checksum, self.encoded.replay.checksum, "the server encoded other frames");
+        assert_eq!(
+            checksum, self.encoded.replay.checksum,
+            "the server encoded other frames"
+        );
     }
 
     fn except(&self) -> Vec<u32> {
@@ -1363,21 +1386,22 @@ fn tolerance(codec: Codec) -> (f64, f64) {
         // The demo server's progressive tiles are unscaled (quantisation 6): only the colour
         // conversion and the wavelet's rounding lose anything.
         Codec::Egfx(egfx::Kind::Progressive) => (PROGRESSIVE_MIN_PSNR, PROGRESSIVE_MAX_TILE_MEAN),
-        // OpenH264 at its default rate on the checkerboard, converted with BT.601 and decoded
-        // as BT.709 (about 12 levels off in green): coarse, but a frame not drawn, drawn from
-        // another picture or misplaced is far worse.
+        // OpenH264 at its default rate (a 120 kbit/s target: coarse at 1080p) on
+        // the checkerboard, converted with BT.601 and decoded as BT.709 (about 12 levels off
+        // in green): some tiles are mush, so the tile bound is loose; a frame not drawn or
+        // drawn from another picture fails `check_nearest` all the same.
         #[cfg(feature = "h264")]
         Codec::Egfx(egfx::Kind::Avc420) => (AVC420_MIN_PSNR, AVC420_MAX_TILE_MEAN),
         _ => (REMOTEFX_MIN_PSNR, REMOTEFX_MAX_TILE_MEAN),
     }
 }
 
-const PROGRESSIVE_MIN_PSNR: f64 = 30.0;
-const PROGRESSIVE_MAX_TILE_MEAN: f64 = 10.0;
+const PROGRESSIVE_MIN_PSNR: f64 = 25.0;
+const PROGRESSIVE_MAX_TILE_MEAN: f64 = 20.0;
 #[cfg(feature = "h264")]
-const AVC420_MIN_PSNR: f64 = 12.0;
+const AVC420_MIN_PSNR: f64 = 14.0;
 #[cfg(feature = "h264")]
-const AVC420_MAX_TILE_MEAN: f64 = 60.0;
+const AVC420_MAX_TILE_MEAN: f64 = 120.0;
 
 fn check_reference(codec: Codec, fidelity: &Fidelity) {
     if codec.lossless() {
@@ -1393,6 +1417,22 @@ fn check_reference(codec: Codec, fidelity: &Fidelity) {
             fidelity.psnr >= min_psnr && fidelity.worst_tile <= max_tile_mean,
             "{}: the decoded frame is too far from the picture sent: {fidelity:?}",
             codec.key()
+        );
+    }
+}
+
+/// A lossy codec's tolerance is loose enough for a frame drawn from another picture to pass it
+/// (the pictures are the same pattern, shifted): the decoded frame must be nearer the picture
+/// sent last than any other.
+fn check_nearest(codec: Codec, image: &[u8], pictures: &[Vec<u8>], last: usize, width: u16, height: u16) {
+    let mean = |k: usize| fidelity(image, &pictures[k], width, height).mean;
+    let own = mean(last);
+    for k in (0..pictures.len()).filter(|&k| k != last) {
+        assert!(
+            own < mean(k),
+            "{}: the decoded frame is nearer picture {k} (mean error {:.2}) than the last one sent ({own:.2})",
+            codec.key(),
+            mean(k)
         );
     }
 }
@@ -1508,6 +1548,7 @@ fn run(options: &Options) -> String {
         let last = &pictures[(count - 1) % PICTURES];
         let fid = fidelity(&reference, last, w, h);
         check_reference(codec, &fid);
+        check_nearest(codec, &reference, &pictures, (count - 1) % PICTURES, w, h);
         eprintln!(
             "  {}: {:.0} KiB/frame in {:.0} PDUs, encoded in {:.0} ms; {count} frames a run; reference {fid:?}",
             codec.key(),
@@ -1535,7 +1576,12 @@ fn run(options: &Options) -> String {
         for e in &encoded {
             let count = counts[e.codec.key()];
             // Interleaved, and each repetition starts with another loop.
-            let loops: Vec<Loop> = options.loops.iter().copied().filter(|&lp| e.codec.runs_in(lp)).collect();
+            let loops: Vec<Loop> = options
+                .loops
+                .iter()
+                .copied()
+                .filter(|&lp| e.codec.runs_in(lp))
+                .collect();
             let n = loops.len();
             for i in 0..n {
                 let lp = loops[(i + rep) % n];
@@ -1649,11 +1695,14 @@ fn per_pdu_costs(options: &Options, server: &mut Server, endpoint: &Endpoint, pa
     for &lp in &loops {
         let _ = writeln!(out, "| {} | {:.0} |", lp.title(), med(lp));
     }
-    let _ = writeln!(
-        out,
-        "| session machinery (session-mem − framed-mem) | {:+.0} |",
-        med(Loop::SessionMem) - med(Loop::FramedMem)
-    );
+    // Only when both ran (`--loops` may leave them out).
+    if loops.contains(&Loop::SessionMem) && loops.contains(&Loop::FramedMem) {
+        let _ = writeln!(
+            out,
+            "| session machinery (session-mem − framed-mem) | {:+.0} |",
+            med(Loop::SessionMem) - med(Loop::FramedMem)
+        );
+    }
     out
 }
 
@@ -1721,15 +1770,29 @@ fn render(
         offer.codec_id,
         entropy_name(offer.entropy)
     );
+    if encoded.iter().any(|e| matches!(e.codec, Codec::Egfx(_))) {
+        let _ = writeln!(
+            out,
+            "Graphics pipeline: each run starts with its set-up (DVC capabilities, the channel's \
+             Create Request, a Capabilities Confirm of 10.7, ResetGraphics, CreateSurface, \
+             MapSurfaceToOutput), timed with the frames in every loop; each frame is StartFrame, \
+             one full-screen WireToSurface2 (progressive: simple tiles, unscaled) or WireToSurface1 \
+             (AVC420: OpenH264 at its default settings, an IDR frame then P frames, starting \
+             over every {PICTURES} frames), EndFrame, in `drdynvc` Data PDUs; the client \
+             acknowledges each frame. The in-memory diagnostics do not run these rows. Every \
+             run's framebuffer equals the reference decode exactly, which is nearer the last \
+             picture sent than any other.\n"
+        );
+    }
 
     let find = |codec: Codec, lp: Loop| results.iter().find(|m| m.codec == codec && m.lp == lp);
     let _ = writeln!(out, "## Per loop\n");
     let _ = writeln!(
         out,
-        "| codec | loop | frames/s | CPU ms/frame | wall ms/frame | other threads ms/frame | server CPU ms/frame | \
-         updates/frame |"
+        "| codec | loop | frames/s | one core: frames/s (1000 / CPU ms) | CPU ms/frame | wall ms/frame | \
+         other threads ms/frame | server CPU ms/frame | updates/frame |"
     );
-    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for e in encoded {
         for &lp in &options.loops {
             let Some(m) = find(e.codec, lp) else { continue };
@@ -1737,10 +1800,11 @@ fn render(
             let server = m.samples.iter().filter_map(Sample::server_ms).collect::<Vec<_>>();
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.3} | {} | {:.1} |",
+                "| {} | {} | {:.1} | {:.1} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.3} | {} | {:.1} |",
                 e.codec.key(),
                 lp.title(),
                 m.med(Sample::fps),
+                1000.0 / m.med(Sample::cpu_ms),
                 m.med(Sample::cpu_ms),
                 lo,
                 hi,

@@ -24,8 +24,9 @@ use ironrdp_session::ActiveStageBuilder;
 /// The dynamic channel id the server opens the pipeline on (the client takes any).
 const GRAPHICS_DVC: u32 = 7;
 
-/// The MCS id of `drdynvc` in the decode-only loop, which has no connection to assign one.
-const DECODE_DRDYNVC: u16 = 1004;
+/// The MCS id of `drdynvc` in the decode-only loop, which has no connection to assign one:
+/// clear of the I/O and message channels a server assigns (checked in [`Ids::decode`]).
+const DECODE_DRDYNVC: u16 = 1010;
 
 /// Which codec a pipeline row sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +59,13 @@ impl Ids {
         }
     }
 
-    /// The ids of the decode-only loop (see [`add_decode_channels`]).
-    pub fn decode(user: u16) -> Self {
+    /// The ids of the decode-only loop (see [`add_decode_channels`]), whose stage has these
+    /// others: a channel id taken twice would route the pipeline elsewhere.
+    pub fn decode(user: u16, others: &[Option<u16>]) -> Self {
+        assert!(
+            !others.contains(&Some(DECODE_DRDYNVC)) && user != DECODE_DRDYNVC,
+            "the decode loop's drdynvc id is taken"
+        );
         Self {
             user,
             drdynvc: DECODE_DRDYNVC,
@@ -91,7 +97,11 @@ impl Stream {
     pub fn new(kind: Kind, pictures: &[Vec<u8>], width: u16, height: u16) -> Self {
         let mut pipeline = Pipeline::new(GRAPHICS_DVC);
         let mut setup = pipeline.open().expect("open the pipeline");
-        setup.extend(pipeline.assume_advertised(&[confirmed()]).expect("confirm the capabilities"));
+        setup.extend(
+            pipeline
+                .assume_advertised(&[confirmed()])
+                .expect("confirm the capabilities"),
+        );
         let gfx = pipeline.server();
         gfx.set_output_dimensions(width, height);
         let surface = gfx.create_surface(width, height).expect("create a surface");
@@ -121,10 +131,7 @@ impl Stream {
 
     /// Every message, set-up first, for the checksum.
     pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
-        self.setup
-            .iter()
-            .chain(self.frames.iter().flatten())
-            .map(Vec::as_slice)
+        self.setup.iter().chain(self.frames.iter().flatten()).map(Vec::as_slice)
     }
 
     /// The set-up and the frames as whole server frames (MCS Send Data Indications on
@@ -163,7 +170,7 @@ fn payloads(kind: Kind, pictures: &[Vec<u8>], width: u16, height: u16) -> Vec<Ve
 /// H.264 with IronRDP's OpenH264 encoder (in the build with `h264`), at its default settings.
 #[cfg(feature = "h264")]
 fn avc420(pictures: &[Vec<u8>], width: u16, height: u16) -> Vec<Vec<u8>> {
-    use ironrdp_egfx::encode::{EncodeFrame, H264Encoder as _, OpenH264Encoder};
+    use ironrdp_egfx::encode::{EncodeFrame, OpenH264Encoder};
     let mut encoder = OpenH264Encoder::new().expect("an H.264 encoder");
     pictures
         .iter()
@@ -174,11 +181,26 @@ fn avc420(pictures: &[Vec<u8>], width: u16, height: u16) -> Vec<Vec<u8>> {
                 width: u32::from(width),
                 height: u32::from(height),
             };
-            let bitstream = encoder.encode(frame).expect("encode a picture");
-            assert!(!bitstream.is_empty(), "the encoder skipped a picture");
-            bitstream
+            encode_unskipped(&mut encoder, frame)
         })
         .collect()
+}
+
+/// OpenH264's rate control skips pictures (no output) while over its default budget, and a
+/// skipped picture leaves the references alone: encode it again until it comes out.
+#[cfg(feature = "h264")]
+fn encode_unskipped(
+    encoder: &mut ironrdp_egfx::encode::OpenH264Encoder,
+    frame: ironrdp_egfx::encode::EncodeFrame<'_>,
+) -> Vec<u8> {
+    use ironrdp_egfx::encode::H264Encoder as _;
+    for _ in 0..1000 {
+        let bitstream = encoder.encode(frame).expect("encode a picture");
+        if !bitstream.is_empty() {
+            return bitstream;
+        }
+    }
+    panic!("the encoder skipped a picture 1000 times");
 }
 
 /// IronRDP's pipeline client with a handler that only advertises: what a user of IronRDP
