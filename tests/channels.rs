@@ -12,13 +12,12 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_rdp::ironrdp_connector::DesktopSize;
 use async_rdp::{ClientSession, Event, KeyState, Scancode};
 use async_rdp_demo_server::channel::{cliprdr, dvc, FLAG_FIRST, FLAG_LAST};
-use async_rdp_demo_server::testing::{run, wait_for_pattern, Server, TestResult};
+use async_rdp_demo_server::testing::{capture_warnings, run, wait_for_pattern, warnings_with, Server, TestResult};
 use async_rdp_demo_server::{ChannelData, ChannelSend, ChannelTarget, Command, Config, Security, ServerEvent};
 
 #[path = "common/counting_alloc.rs"]
@@ -142,46 +141,6 @@ async fn still_usable(server: &mut Server, session: &mut ClientSession) -> TestR
 }
 
 // ---------------------------------------------------------------------------------------------
-// The warnings the client logs
-
-/// Keeps async-rdp's warnings, for the tests to look for theirs.
-struct Warnings;
-
-static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for Warnings {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Warn && metadata.target().starts_with("async_rdp::")
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let mut warnings = WARNINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            warnings.push(record.args().to_string());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture_warnings() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if log::set_logger(&Warnings).is_ok() {
-            log::set_max_level(log::LevelFilter::Warn);
-        }
-    });
-}
-
-/// The warnings logged so far that contain every one of `needles`.
-fn warnings_with(needles: &[&str]) -> Vec<String> {
-    let warnings = WARNINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    warnings
-        .iter()
-        .filter(|w| needles.iter().all(|n| w.contains(n)))
-        .cloned()
-        .collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The clipboard

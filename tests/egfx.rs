@@ -14,7 +14,6 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_rdp::channels::GraphicsPath;
@@ -23,7 +22,7 @@ use async_rdp::{Channel, ClientSession, ErrorKind, Event};
 use async_rdp_demo_server::channel::dvc;
 use async_rdp_demo_server::channel::egfx::{self, Pipeline};
 use async_rdp_demo_server::encode::Picture;
-use async_rdp_demo_server::testing::{first_mismatch, run, Server, TestResult};
+use async_rdp_demo_server::testing::{capture_warnings, first_mismatch, run, warnings_with, Server, TestResult};
 use async_rdp_demo_server::{pattern_pixel, ChannelSend, Command, Config, Security, ServerEvent};
 use ironrdp_egfx::pdu::Color;
 use ironrdp_egfx::pdu::{
@@ -87,47 +86,6 @@ fn disconnected(reason: impl std::fmt::Debug) -> async_rdp::Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The warnings the client logs
-
-/// Keeps async-rdp's warnings, for the tests to look for theirs.
-struct Warnings;
-
-static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for Warnings {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Warn && metadata.target().starts_with("async_rdp::")
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let mut warnings = WARNINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            warnings.push(record.args().to_string());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture_warnings() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if log::set_logger(&Warnings).is_ok() {
-            log::set_max_level(log::LevelFilter::Warn);
-        }
-    });
-}
-
-/// The warnings logged so far that contain every one of `needles` (tests run in parallel:
-/// each looks for its own).
-fn warnings_with(needles: &[&str]) -> Vec<String> {
-    let warnings = WARNINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    warnings
-        .iter()
-        .filter(|w| needles.iter().all(|n| w.contains(n)))
-        .cloned()
-        .collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Driving the client while the server side of a test runs

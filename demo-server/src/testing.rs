@@ -387,3 +387,46 @@ pub fn pattern_mismatches(
             (got != Some(want)).then_some(Mismatch { x, y, got, want })
         })
 }
+
+/// Keeps async-rdp's warnings (from [`capture_warnings`] on), for tests that check what the
+/// client warned about.
+struct Warnings;
+
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().starts_with("async_rdp::")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let mut warnings = WARNINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            warnings.push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the warning capture as the process's logger (once; a no-op when another logger
+/// was installed first).
+pub fn capture_warnings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if log::set_logger(&Warnings).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+    });
+}
+
+/// The warnings captured so far that contain every one of `needles` (tests run in parallel:
+/// each looks for its own).
+pub fn warnings_with(needles: &[&str]) -> Vec<String> {
+    let warnings = WARNINGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    warnings
+        .iter()
+        .filter(|w| needles.iter().all(|n| w.contains(n)))
+        .cloned()
+        .collect()
+}
