@@ -10,14 +10,14 @@
 //! reassembly grows one buffer for a whole message, so a client that accumulated would show
 //! it there.
 
-use std::future::Future;
-use std::pin::pin;
 use std::time::Duration;
 
 use async_rdp::ironrdp_connector::DesktopSize;
 use async_rdp::{ClientSession, Event, KeyState, Scancode};
 use async_rdp_demo_server::channel::{cliprdr, dvc, FLAG_FIRST, FLAG_LAST};
-use async_rdp_demo_server::testing::{capture_warnings, run, wait_for_pattern, warnings_with, Server, TestResult};
+use async_rdp_demo_server::testing::{
+    capture_warnings, driving, run, wait_for_pattern, warnings_with, Server, TestResult,
+};
 use async_rdp_demo_server::{ChannelData, ChannelSend, ChannelTarget, Command, Config, Security, ServerEvent};
 
 #[path = "common/counting_alloc.rs"]
@@ -65,29 +65,6 @@ async fn connect(server: &mut Server) -> TestResult<ClientSession> {
 
 // ---------------------------------------------------------------------------------------------
 // Driving the client while the server side of a test runs
-
-/// Runs `server_side` to its end while the client's session is driven; `on_event` sees each of
-/// the client's events (and fails the test by returning an error).
-async fn driving<T>(
-    session: &mut ClientSession,
-    mut on_event: impl FnMut(Event) -> TestResult,
-    server_side: impl Future<Output = TestResult<T>>,
-) -> TestResult<T> {
-    let mut server_side = pin!(server_side);
-    loop {
-        let event = {
-            let next = pin!(session.next_event());
-            match futures::future::select(server_side.as_mut(), next).await {
-                futures::future::Either::Left((done, _)) => return done,
-                futures::future::Either::Right((event, _)) => event?,
-            }
-        };
-        if let Event::Disconnected(reason) = &event {
-            return Err(format!("the session ended: {reason:?}").into());
-        }
-        on_event(event)?;
-    }
-}
 
 /// The first client event `pick` accepts, within [`EVENT_WAIT`].
 async fn until<T>(session: &mut ClientSession, mut pick: impl FnMut(&Event) -> Option<T>) -> TestResult<T> {

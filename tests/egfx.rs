@@ -12,8 +12,6 @@
 //! demo server's fast-path bitmaps) and moves to the pipeline when the test opens it; its
 //! ResetGraphics clears the framebuffer, so a pattern seen afterwards was drawn by the pipeline.
 
-use std::future::Future;
-use std::pin::pin;
 use std::time::Duration;
 
 use async_rdp::channels::GraphicsPath;
@@ -22,7 +20,9 @@ use async_rdp::{Channel, ClientSession, ErrorKind, Event};
 use async_rdp_demo_server::channel::dvc;
 use async_rdp_demo_server::channel::egfx::{self, Pipeline};
 use async_rdp_demo_server::encode::Picture;
-use async_rdp_demo_server::testing::{capture_warnings, first_mismatch, run, warnings_with, Server, TestResult};
+use async_rdp_demo_server::testing::{
+    capture_warnings, driving, first_mismatch, run, warnings_with, Server, TestResult,
+};
 use async_rdp_demo_server::{pattern_pixel, ChannelSend, Command, Config, Security, ServerEvent};
 use ironrdp_egfx::pdu::Color;
 use ironrdp_egfx::pdu::{
@@ -90,29 +90,6 @@ fn disconnected(reason: impl std::fmt::Debug) -> async_rdp::Error {
 // ---------------------------------------------------------------------------------------------
 // Driving the client while the server side of a test runs
 
-/// Runs `server_side` to its end while the client's session is driven; the client's events go
-/// to `events`.
-async fn driving<T>(
-    session: &mut ClientSession,
-    events: &mut Vec<Event>,
-    server_side: impl Future<Output = TestResult<T>>,
-) -> TestResult<T> {
-    let mut server_side = pin!(server_side);
-    loop {
-        let event = {
-            let next = pin!(session.next_event());
-            match futures::future::select(server_side.as_mut(), next).await {
-                futures::future::Either::Left((done, _)) => return done,
-                futures::future::Either::Right((event, _)) => event?,
-            }
-        };
-        if let Event::Disconnected(reason) = &event {
-            return Err(format!("the session ended: {reason:?}").into());
-        }
-        events.push(event);
-    }
-}
-
 /// The next whole message the client sent on `drdynvc`.
 async fn next_drdynvc(server: &mut Server) -> TestResult<Vec<u8>> {
     server
@@ -146,7 +123,7 @@ impl Side<'_> {
         mut done: impl FnMut(&Pipeline, &[u8]) -> bool,
     ) -> TestResult<Vec<u8>> {
         loop {
-            let message = driving(session, &mut self.events, next_drdynvc(self.server)).await?;
+            let message = driving(session, keep(&mut self.events), next_drdynvc(self.server)).await?;
             let replies = self.pipeline.receive(&message)?;
             send_all(self.server, replies)?;
             if done(&self.pipeline, &message) {
@@ -648,7 +625,7 @@ async fn refused_and_redrawn(
     let refreshed = side
         .server
         .wait_for(|e| matches!(e, ServerEvent::RefreshRequested).then_some(()));
-    driving(session, &mut side.events, refreshed).await?;
+    driving(session, keep(&mut side.events), refreshed).await?;
     let warned = warnings_with(&["graphics pipeline", cause]);
     assert_eq!(warned.len(), 1, "{warned:?}");
     planar_frame(side, session, surface).await?;
@@ -674,16 +651,24 @@ fn without_the_graphics_channel_the_legacy_path_is_used() -> TestResult {
                 }
             }
         };
-        let answer = driving(&mut session, &mut events, refused).await?;
+        let answer = driving(&mut session, keep(&mut events), refused).await?;
         assert_eq!(answer, (GRAPHICS, false), "the graphics channel is refused");
 
         server.command(Command::Redraw)?;
         let redrawn = server.wait_for(|e| matches!(e, ServerEvent::FrameSent { .. }).then_some(()));
-        driving(&mut session, &mut events, redrawn).await?;
+        driving(&mut session, keep(&mut events), redrawn).await?;
         async_rdp_demo_server::testing::wait_for_pattern(&mut session).await?;
         let report = session.graphics_report();
         assert_eq!(report.path, GraphicsPath::Legacy);
         assert!(report.to_string().starts_with("legacy"), "{report}");
         Ok(())
     })
+}
+
+/// An event handler for `driving` that keeps every event in `events`.
+fn keep(events: &mut Vec<Event>) -> impl FnMut(Event) -> TestResult + '_ {
+    move |event| {
+        events.push(event);
+        Ok(())
+    }
 }

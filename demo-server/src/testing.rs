@@ -430,3 +430,26 @@ pub fn warnings_with(needles: &[&str]) -> Vec<String> {
         .cloned()
         .collect()
 }
+
+/// Runs `server_side` to its end while the client's session is driven; `on_event` sees each of
+/// the client's events (and fails the test by returning an error).
+pub async fn driving<T>(
+    session: &mut ClientSession,
+    mut on_event: impl FnMut(Event) -> TestResult,
+    server_side: impl Future<Output = TestResult<T>>,
+) -> TestResult<T> {
+    let mut server_side = std::pin::pin!(server_side);
+    loop {
+        let event = {
+            let next = std::pin::pin!(session.next_event());
+            match futures::future::select(server_side.as_mut(), next).await {
+                futures::future::Either::Left((done, _)) => return done,
+                futures::future::Either::Right((event, _)) => event?,
+            }
+        };
+        if let Event::Disconnected(reason) = &event {
+            return Err(format!("the session ended: {reason:?}").into());
+        }
+        on_event(event)?;
+    }
+}
