@@ -534,3 +534,38 @@ fn the_runtime_edge_types_are_send_sync_unpin() {
     check::<net::Timer>();
     check::<async_rdp::ClientStream>();
 }
+
+/// A toolkit's descriptor (here a pipe) watched on the session's thread: `readable` waits, in
+/// `epoll`, until another party writes — no timer.
+#[test]
+fn a_watched_descriptor_wakes_the_one_thread_when_readable() -> Result<(), Box<dyn std::error::Error>> {
+    use std::os::fd::AsFd;
+
+    use async_rdp::runtime::WatchedFd;
+
+    let (mut reader, mut writer) = std::io::pipe()?;
+    let waited = runtime::block_on(async {
+        let watched = WatchedFd::new(reader.as_fd())?;
+        // Nothing written yet: not readable.
+        assert!(futures::poll!(std::pin::pin!(watched.readable())).is_pending());
+        let writer_thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            writer.write_all(b"x")
+        });
+        let start = std::time::Instant::now();
+        watched.readable().await?;
+        let waited = start.elapsed();
+        writer_thread.join().expect("writer thread")?;
+        Ok::<_, std::io::Error>(waited)
+    })?;
+    assert!(
+        waited >= Duration::from_millis(90),
+        "readable before the write: {waited:?}"
+    );
+    let mut byte = [0u8; 1];
+    reader.read_exact(&mut byte)?;
+    assert_eq!(&byte, b"x", "the watch read nothing from the descriptor");
+    // Outside block_on nothing would drive the wait: refused, not hung.
+    assert!(WatchedFd::new(reader.as_fd()).is_err());
+    Ok(())
+}

@@ -145,6 +145,7 @@ pub struct ClientConfig {
     monitors: Option<(ClientMonitorData, ClientMonitorExtendedData)>,
     security: Security,
     server_pointer: bool,
+    keyboard_layout: u32,
     client_name: String,
     timeouts: Timeouts,
     trust: Trust,
@@ -163,6 +164,7 @@ impl fmt::Debug for ClientConfig {
             .field("channels", &self.channels)
             .field("security", &self.security)
             .field("server_pointer", &self.server_pointer)
+            .field("keyboard_layout", &format_args!("{:#06x}", self.keyboard_layout))
             .field("timeouts", &self.timeouts)
             .field("trust", &self.trust)
             // ServerAutoReconnect's own Debug leaves its secret random bits out.
@@ -190,6 +192,7 @@ impl ClientConfig {
             monitors: None,
             security: Security::Any,
             server_pointer: true,
+            keyboard_layout: 0x409,
             client_name: "async-rdp".to_owned(),
             timeouts: Timeouts::default(),
             // Known hosts: the first contact is remembered, a changed certificate refused.
@@ -323,6 +326,20 @@ impl ClientConfig {
         self
     }
 
+    /// The keyboard layout the server should use to read scan codes, as a Windows keyboard
+    /// layout id (KLID: `0x409` US, the default; `0x407` German; `0x40C` French; `0x809` UK).
+    /// Keys are sent by physical position ([`Scancode`](crate::Scancode)), so this is what
+    /// makes the server turn them into the characters printed on the user's keys.
+    ///
+    /// ```
+    /// let config = async_rdp::ClientConfig::new("alice", "s3cret").with_keyboard_layout(0x407);
+    /// ```
+    #[must_use]
+    pub fn with_keyboard_layout(mut self, klid: u32) -> Self {
+        self.keyboard_layout = klid;
+        self
+    }
+
     /// The user name.
     pub fn username(&self) -> &str {
         &self.username
@@ -370,7 +387,7 @@ impl ClientConfig {
             keyboard_type: KeyboardType::IBM_ENHANCED,
             keyboard_subtype: 0,
             keyboard_functional_keys_count: 12,
-            keyboard_layout: 0x409,
+            keyboard_layout: self.keyboard_layout,
             connection_type: ConnectionType::Lan,
             ime_file_name: String::new(),
             bitmap: Some(BitmapConfig {

@@ -38,10 +38,12 @@ use polling::{Events, Poller};
 
 mod reactor;
 mod socket;
+mod watch;
 
 use self::reactor::Reactor;
 pub(crate) use self::reactor::TimerEntry;
 pub(crate) use self::socket::{connect, Registered};
+pub use self::watch::WatchedFd;
 
 thread_local! {
     /// This thread's reactor: made by the first `block_on` on the thread and kept for its

@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,19 +12,20 @@ use super::reactor::{Interest, Reactor};
 use super::{current, is_current};
 use polling::Event;
 
-/// A nonblocking TCP socket registered with one thread's reactor.
-pub(crate) struct Registered {
+/// A nonblocking file descriptor registered with one thread's reactor: a TCP socket (the
+/// default), or any other descriptor an application watches ([`WatchedFd`](super::WatchedFd)).
+pub(crate) struct Registered<T: AsFd = std::net::TcpStream> {
     pub(super) reactor: Arc<Reactor>,
     pub(super) key: usize,
     /// Never moved out: `Registered` implements `Drop`, which deregisters it before it closes
     /// (see `Registered::new`).
-    pub(super) io: std::net::TcpStream,
+    pub(super) io: T,
 }
 
-impl Registered {
-    /// Registers `io` with the reactor of the running `block_on`, with no interest yet.
-    pub(super) fn new(reactor: Arc<Reactor>, io: std::net::TcpStream) -> io::Result<Self> {
-        io.set_nonblocking(true)?;
+impl<T: AsFd> Registered<T> {
+    /// Registers `io` (already nonblocking, or never read here) with the reactor of the
+    /// running `block_on`, with no interest yet.
+    pub(super) fn new(reactor: Arc<Reactor>, io: T) -> io::Result<Self> {
         let key = {
             let mut state = reactor.lock();
             let key = state.next_key;
@@ -41,7 +43,7 @@ impl Registered {
         // closing the fd still removes it from the epoll set, and polling's epoll backend
         // keeps no per-fd state that could dangle.)
         #[allow(unsafe_code)]
-        let added = unsafe { reactor.poller.add(&io, Event::none(key)) };
+        let added = unsafe { reactor.poller.add(&io.as_fd(), Event::none(key)) };
         if let Err(e) = added {
             reactor.lock().sockets.remove(&key);
             return Err(e);
@@ -51,12 +53,12 @@ impl Registered {
 
     /// Runs the nonblocking `op`; on `WouldBlock`, stores the waker for its direction and
     /// (re)arms the socket's interest, then returns `Pending`.
-    pub(super) fn poll_io<T>(
+    pub(super) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         write: bool,
-        mut op: impl FnMut(&std::net::TcpStream) -> io::Result<T>,
-    ) -> Poll<io::Result<T>> {
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
         if !is_current(&self.reactor) {
             return Poll::Ready(Err(foreign()));
         }
@@ -86,12 +88,14 @@ impl Registered {
         // reactor again; the lock is not reentrant).
         drop(state);
         drop(replaced);
-        match self.reactor.poller.modify(&self.io, event) {
+        match self.reactor.poller.modify(self.io.as_fd(), event) {
             Ok(()) => Poll::Pending,
             Err(e) => Poll::Ready(Err(e)),
         }
     }
+}
 
+impl Registered {
     pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         self.poll_io(cx, false, |mut io| io.read(buf))
     }
@@ -125,18 +129,18 @@ impl Registered {
     }
 }
 
-impl Drop for Registered {
+impl<T: AsFd> Drop for Registered<T> {
     fn drop(&mut self) {
         // Deregister before `io` closes the fd: the contract of `Poller::add` (see `new`).
         // Dropping works from any thread: the poller and the tables are thread-safe.
-        let _ = self.reactor.poller.delete(&self.io);
+        let _ = self.reactor.poller.delete(self.io.as_fd());
         let interest = self.reactor.lock().sockets.remove(&self.key);
         // Its wakers are dropped outside the lock.
         drop(interest);
     }
 }
 
-impl std::fmt::Debug for Registered {
+impl<T: AsFd + std::fmt::Debug> std::fmt::Debug for Registered<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registered")
             .field("io", &self.io)

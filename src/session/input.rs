@@ -38,22 +38,43 @@ pub enum MouseButton {
 /// let a = Scancode::new(0x1E);
 /// let up = Scancode::extended(0x48);
 /// assert!(!a.is_extended() && up.is_extended());
+/// // Pause is E1 1D 45: press `extended1(0x1D)` then `new(0x45)`, release both.
+/// assert!(Scancode::extended1(0x1D).is_extended1());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scancode {
     code: u8,
     extended: bool,
+    extended1: bool,
 }
 
 impl Scancode {
     /// A key of the main block (no E0 prefix).
     pub fn new(code: u8) -> Self {
-        Self { code, extended: false }
+        Self {
+            code,
+            extended: false,
+            extended1: false,
+        }
     }
 
     /// An E0-prefixed (extended) key.
     pub fn extended(code: u8) -> Self {
-        Self { code, extended: true }
+        Self {
+            code,
+            extended: true,
+            extended1: false,
+        }
+    }
+
+    /// An E1-prefixed code: only Pause uses it, as `E1 1D` (a Ctrl that is not a Ctrl)
+    /// followed by NumLock's `45` ([MS-RDPBCGR] 2.2.8.1.2.2.1, KBDFLAGS_EXTENDED1).
+    pub fn extended1(code: u8) -> Self {
+        Self {
+            code,
+            extended: false,
+            extended1: true,
+        }
     }
 
     /// The scan code.
@@ -64,6 +85,11 @@ impl Scancode {
     /// Whether the key is E0-prefixed.
     pub fn is_extended(self) -> bool {
         self.extended
+    }
+
+    /// Whether the code is E1-prefixed (Pause).
+    pub fn is_extended1(self) -> bool {
+        self.extended1
     }
 }
 
@@ -105,6 +131,7 @@ impl<S> Session<S> {
         }
         let mut flags = KeyboardFlags::empty();
         flags.set(KeyboardFlags::EXTENDED, key.extended);
+        flags.set(KeyboardFlags::EXTENDED1, key.extended1);
         flags.set(KeyboardFlags::RELEASE, state == KeyState::Up);
         self.send_input(&[FastPathInputEvent::KeyboardEvent(flags, key.code)])
     }
@@ -252,6 +279,10 @@ fn slow_path_event(event: &FastPathInputEvent) -> Option<InputEvent> {
         out.set(
             scan_code::KeyboardFlags::EXTENDED,
             flags.contains(KeyboardFlags::EXTENDED),
+        );
+        out.set(
+            scan_code::KeyboardFlags::EXTENDED_1,
+            flags.contains(KeyboardFlags::EXTENDED1),
         );
         out
     };

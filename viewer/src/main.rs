@@ -1,0 +1,314 @@
+//! `viewer`: an interactive RDP client on one thread — the window, the session, decoding and
+//! drawing all on the thread that runs `main`.
+//!
+//! ```text
+//! viewer rdp://alice@server.example              # asks for the password (or RDP_PASSWORD)
+//! viewer rdp://alice@server --fullscreen          # Ctrl+Alt+Enter leaves fullscreen
+//! viewer --help
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_rdp::{connect, is_transient, Backoff, Channel, ClientConfig, ClientSession, DisconnectReason, Target};
+use async_rdp_cli::ConnectArgs;
+use clap::Parser;
+
+mod clipboard;
+mod cursor;
+mod input;
+mod keymap;
+mod prompt;
+mod screen;
+mod viewer;
+mod wake;
+
+use crate::screen::{Scale, Screen};
+use crate::viewer::{say, Outcome, Viewer};
+
+/// An RDP viewer on one thread: SDL2's window and async-rdp's session share it.
+///
+/// Keys go to the server by physical position, so the server's keyboard layout applies (tell
+/// it yours with --keyboard-layout). The clipboard's text is shared both ways. Resizing the
+/// window resizes the remote desktop when the server allows it.
+#[derive(Parser, Debug)]
+#[command(name = "viewer", version)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// The window's and remote desktop's size at start, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    size: (u32, u32),
+
+    /// Fill the screen: the remote desktop takes the display's size. The release chord
+    /// leaves fullscreen (and gives the keyboard back to the local desktop).
+    #[arg(long)]
+    fullscreen: bool,
+
+    /// With --fullscreen: span every display, and tell the server their layout (it then
+    /// sees one monitor per display).
+    #[arg(long, requires = "fullscreen")]
+    multimon: bool,
+
+    /// How the remote desktop fits the window while their sizes differ (before the server
+    /// follows a resize, or when it cannot): scaled to fit, or 1:1 with the view following
+    /// the pointer.
+    #[arg(long, value_enum, default_value_t = Scale::Fit)]
+    scale: Scale,
+
+    /// The keyboard layout the server should read our keys with: us, de, fr, gb, es, it, ch,
+    /// se, no, dk, fi, nl, be, pt, br, pl, cz, hu, ru, jp, or a Windows layout id (0x407).
+    #[arg(long, default_value = "us", value_parser = parse_layout)]
+    keyboard_layout: u32,
+
+    /// The key chord that leaves fullscreen and releases the keyboard grab (and enters
+    /// fullscreen again), e.g. ctrl+alt+enter, ctrl+alt+f12. It is not sent to the server.
+    #[arg(long, default_value = "ctrl+alt+enter")]
+    release_chord: input::Chord,
+
+    /// Connection attempts after the link drops (0: do not reconnect). The waits between
+    /// them grow from 0.5 s to 30 s.
+    #[arg(long, default_value_t = 6)]
+    reconnect_attempts: u32,
+
+    /// Do not share the clipboard with the server.
+    #[arg(long)]
+    no_clipboard: bool,
+
+    /// Do not offer the graphics pipeline (EGFX): less memory on servers that do not
+    /// require it (xrdp never uses it; GNOME Remote Desktop needs it).
+    #[arg(long)]
+    no_graphics_pipeline: bool,
+
+    /// The ALSA device the server's sound plays on ("none" for silence).
+    #[cfg(feature = "audio")]
+    #[arg(long, default_value = "default")]
+    audio_device: String,
+}
+
+fn main() -> ExitCode {
+    env_logger::init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let target = args
+        .connect
+        .target()
+        .map_err(|e| e.to_string())?
+        .ok_or("which server? viewer rdp://user@host[:port] (see --help)")?;
+    let sdl = sdl2::init()?;
+    let video = sdl.video()?;
+    let (window, config) = open_window(&video, &args, &target)?;
+    let canvas = window.into_canvas().build().map_err(|e| e.to_string())?;
+    let creator = canvas.texture_creator();
+    let (width, height) = canvas.output_size()?;
+    let screen = Screen::new(&creator, size16(width), size16(height), args.scale)?;
+    let pointer = cursor::Pointer::new(sdl.mouse());
+    let events = sdl.event_pump()?;
+    let host = format!("{}:{}", target.host(), target.port());
+    async_rdp::runtime::block_on(async {
+        let mut viewer = Viewer::new(canvas, screen, events, pointer, args.release_chord, host);
+        if !args.no_clipboard {
+            viewer.clipboard = Some(clipboard::SharedClipboard::new(video.clipboard()));
+        }
+        #[cfg(feature = "audio")]
+        {
+            viewer.audio = open_audio(&args.audio_device);
+        }
+        video.text_input().start();
+        session_life(&mut viewer, &target, config, args.reconnect_attempts).await
+    })
+}
+
+/// The window, and a configuration that asks for a desktop of its size.
+fn open_window(
+    video: &sdl2::VideoSubsystem,
+    args: &Args,
+    target: &Target,
+) -> Result<(sdl2::video::Window, ClientConfig), String> {
+    let mut config = args
+        .connect
+        .client_config(target, Some(prompt::ask_in_window()))
+        .map_err(|e| e.to_string())?
+        .with_keyboard_layout(args.keyboard_layout);
+    let mut channels: Vec<Channel> = Channel::defaults().to_vec();
+    channels.retain(|c| match c {
+        Channel::Clipboard => !args.no_clipboard,
+        Channel::Graphics => !args.no_graphics_pipeline,
+        _ => true,
+    });
+    config = config.with_channels(&channels);
+    let title = format!("{}:{} — connecting — async-rdp", target.host(), target.port());
+    let (mut builder, (width, height)) = if args.fullscreen {
+        let bounds = displays(video)?;
+        let area = if args.multimon { bounding(&bounds) } else { bounds[0] };
+        let (w, h) = (area.width(), area.height());
+        let mut builder = video.window(&title, w, h);
+        if args.multimon && bounds.len() > 1 {
+            let monitors: Vec<_> = bounds
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let mut m = async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
+                    m.primary = i == 0;
+                    m
+                })
+                .collect();
+            config = config.with_monitors(&monitors).map_err(|e| async_rdp::report(&e))?;
+            builder.position(area.x(), area.y()).borderless();
+        } else {
+            builder.fullscreen_desktop();
+        }
+        (builder, (w, h))
+    } else {
+        let (w, h) = args.size;
+        let mut builder = video.window(&title, w, h);
+        builder.position_centered().resizable();
+        (builder, (w, h))
+    };
+    builder.allow_highdpi();
+    let window = builder.build().map_err(|e| e.to_string())?;
+    Ok((window, config.with_desktop_size(size16(width), size16(height))))
+}
+
+/// Connects, shows the session, reconnects when the link drops; returns when the user closes
+/// the window or the server ends the session.
+async fn session_life(viewer: &mut Viewer<'_>, target: &Target, config: ClientConfig, attempts: u32) -> Result<(), String> {
+    let Some(first) = viewer.while_waiting(connect(target, config.clone())).await else {
+        say("closed");
+        return Ok(());
+    };
+    let mut session = first.map_err(|e| refused(&e))?;
+    announce(viewer, &session, "connected");
+    loop {
+        match viewer.run(&mut session).await {
+            Outcome::Quit => {
+                say("closed");
+                return Ok(());
+            }
+            Outcome::Ended(reason) => {
+                say("closed");
+                return match reason {
+                    DisconnectReason::Client => Ok(()),
+                    other => {
+                        eprintln!("the server ended the session: {other:?}");
+                        Ok(())
+                    }
+                };
+            }
+            Outcome::Lost(e) if is_transient(&e) && attempts > 0 => {
+                log::warn!("Link lost: {}", async_rdp::report(&e));
+                match reconnect(viewer, target, &config, &session, attempts).await? {
+                    Some(again) => {
+                        session = again;
+                        announce(viewer, &session, "reconnected");
+                    }
+                    None => {
+                        say("closed");
+                        return Ok(());
+                    }
+                }
+            }
+            Outcome::Lost(e) => return Err(format!("the session failed: {}", async_rdp::report(&e))),
+        }
+    }
+}
+
+/// Tries again with backoff, presenting the lost session's auto-reconnect cookie so that the
+/// server can hand back the same desktop. `None` if the user closed the window meanwhile.
+async fn reconnect(
+    viewer: &mut Viewer<'_>,
+    target: &Target,
+    config: &ClientConfig,
+    lost: &ClientSession,
+    attempts: u32,
+) -> Result<Option<ClientSession>, String> {
+    let config = config.clone().with_auto_reconnect_cookie(lost.auto_reconnect_cookie().cloned());
+    let backoff = Backoff::default();
+    let mut last = None;
+    for attempt in 1..=attempts {
+        say(&format!("reconnecting {attempt}"));
+        viewer.set_state(&format!("reconnecting ({attempt}/{attempts})"));
+        let wait = backoff.delay(attempt + 1).min(Duration::from_secs(30));
+        if viewer.while_waiting(async_rdp::net::sleep(wait)).await.is_none() {
+            return Ok(None);
+        }
+        match viewer.while_waiting(connect(target, config.clone())).await {
+            None => return Ok(None),
+            Some(Ok(session)) => return Ok(Some(session)),
+            Some(Err(e)) if is_transient(&e) => {
+                log::warn!("Reconnection attempt {attempt} failed: {}", async_rdp::report(&e));
+                last = Some(e);
+            }
+            Some(Err(e)) => return Err(refused(&e)),
+        }
+    }
+    viewer.set_state("disconnected");
+    Err(format!(
+        "the link dropped and {attempts} attempts to reconnect failed{}",
+        last.map(|e| format!(": {}", async_rdp::report(&e))).unwrap_or_default()
+    ))
+}
+
+fn announce(viewer: &mut Viewer<'_>, session: &ClientSession, what: &str) {
+    let fb = session.framebuffer();
+    viewer.set_state("");
+    say(&format!("{what} {}x{}", fb.width, fb.height));
+    viewer.screen.damage_all();
+}
+
+/// Why a connection failed, with both fingerprints when a certificate was refused (also shown
+/// in a message box: the user may have started the viewer from a menu, with no terminal).
+fn refused(error: &async_rdp::Error) -> String {
+    let message = async_rdp_cli::explain(error);
+    prompt::show_error("Connection failed — async-rdp", &message);
+    message
+}
+
+#[cfg(feature = "audio")]
+fn open_audio(device: &str) -> Option<async_rdp::channels::AlsaSink> {
+    if device == "none" {
+        return None;
+    }
+    match async_rdp::channels::AlsaSink::open(device) {
+        Ok(sink) => Some(sink),
+        Err(e) => {
+            log::warn!("No sound: ALSA device {device}: {e}");
+            None
+        }
+    }
+}
+
+fn displays(video: &sdl2::VideoSubsystem) -> Result<Vec<sdl2::rect::Rect>, String> {
+    (0..video.num_video_displays()?).map(|i| video.display_bounds(i)).collect()
+}
+
+fn bounding(rects: &[sdl2::rect::Rect]) -> sdl2::rect::Rect {
+    rects.iter().skip(1).fold(rects[0], |all, r| all.union(*r))
+}
+
+fn size16(v: u32) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once('x').ok_or("expected WIDTHxHEIGHT, e.g. 1280x720")?;
+    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|v| (200..=8192).contains(v));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("{text}: each side must be 200..=8192")),
+    }
+}
+
+fn parse_layout(text: &str) -> Result<u32, String> {
+    keymap::layout_id(text).ok_or_else(|| format!("{text}: not a layout name or id (see --help)"))
+}
