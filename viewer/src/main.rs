@@ -81,10 +81,24 @@ struct Args {
     #[arg(long)]
     no_graphics_pipeline: bool,
 
+    /// How pictures reach the screen: `software` (SDL's own renderer into the window system's
+    /// shared-memory image: one thread, the least memory) or `gpu` (OpenGL / GLES through the
+    /// driver: cheaper scaling, but drivers such as Mesa's start threads of their own and take
+    /// tens of MiB).
+    #[arg(long, value_enum, default_value_t = Renderer::Software)]
+    renderer: Renderer,
+
     /// The ALSA device the server's sound plays on ("none" for silence).
     #[cfg(feature = "audio")]
     #[arg(long, default_value = "default")]
     audio_device: String,
+}
+
+/// See `Args::renderer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Renderer {
+    Software,
+    Gpu,
 }
 
 fn main() -> ExitCode {
@@ -105,10 +119,20 @@ fn run(args: Args) -> Result<(), String> {
         .target()
         .map_err(|e| e.to_string())?
         .ok_or("which server? viewer rdp://user@host[:port] (see --help)")?;
+    if args.renderer == Renderer::Software {
+        // Without these SDL would pick OpenGL when it exists (Mesa's llvmpipe under Xvfb: two
+        // more threads and ~120 MiB) and back the window's own surface with it too.
+        sdl2::hint::set("SDL_RENDER_DRIVER", "software");
+        sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
+    }
     let sdl = sdl2::init()?;
     let video = sdl.video()?;
     let (window, config) = open_window(&video, &args, &target)?;
-    let canvas = window.into_canvas().build().map_err(|e| e.to_string())?;
+    let canvas = match args.renderer {
+        Renderer::Software => window.into_canvas().software().build(),
+        Renderer::Gpu => window.into_canvas().accelerated().build(),
+    }
+    .map_err(|e| e.to_string())?;
     let creator = canvas.texture_creator();
     let (width, height) = canvas.output_size()?;
     let screen = Screen::new(&creator, size16(width), size16(height), args.scale)?;
