@@ -38,7 +38,10 @@ impl SharedClipboard {
         }
         if text.len() > MAX_TEXT {
             // Sizes only: clipboard contents never reach the log.
-            log::warn!("Local clipboard text of {} bytes not shared (limit {MAX_TEXT})", text.len());
+            log::warn!(
+                "Local clipboard text of {} bytes not shared (limit {MAX_TEXT})",
+                text.len()
+            );
             return Ok(None);
         }
         let len = text.len();

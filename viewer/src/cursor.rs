@@ -25,11 +25,9 @@ impl Pointer {
         match event {
             PointerEvent::Hidden => self.mouse.show_cursor(false),
             PointerEvent::Default => self.show(Cursor::from_system(SystemCursor::Arrow)),
-            PointerEvent::Bitmap(p) => self.show(shape(
-                (p.width, p.height),
-                (p.hotspot_x, p.hotspot_y),
-                &p.bitmap_data,
-            )),
+            PointerEvent::Bitmap(p) => {
+                self.show(shape((p.width, p.height), (p.hotspot_x, p.hotspot_y), &p.bitmap_data))
+            }
             // The server moved its pointer (a remote application warped it): the local one
             // stays where the user's hand put it.
             _ => {}

@@ -86,7 +86,11 @@ pub fn mouse_button(session: &mut ClientSession, sdl: SdlButton, down: bool) -> 
 
 /// Sends wheel turns: `x`/`y` in notches as SDL reports them (y > 0 away from the user).
 pub fn wheel(session: &mut ClientSession, x: i32, y: i32, direction: MouseWheelDirection) -> async_rdp::Result<()> {
-    let sign = if direction == MouseWheelDirection::Flipped { -1 } else { 1 };
+    let sign = if direction == MouseWheelDirection::Flipped {
+        -1
+    } else {
+        1
+    };
     let delta = |notches: i32| i16::try_from((notches * sign * NOTCH).clamp(-255, 255)).unwrap_or(0);
     if y != 0 {
         session.mouse_wheel(delta(y))?;
@@ -148,7 +152,9 @@ impl FromStr for Chord {
         }
         chord.key = key.ok_or_else(|| format!("`{text}` names no key, only modifiers"))?;
         if !(chord.ctrl || chord.alt || chord.gui) {
-            return Err(format!("`{text}` needs Ctrl, Alt or Super, or it would steal a key from the remote desktop"));
+            return Err(format!(
+                "`{text}` needs Ctrl, Alt or Super, or it would steal a key from the remote desktop"
+            ));
         }
         Ok(chord)
     }
@@ -166,7 +172,10 @@ mod tests {
         assert!(!chord.matches(SdlScancode::Return, Mod::LCTRLMOD | Mod::LALTMOD | Mod::LSHIFTMOD));
         let f12: Chord = "Ctrl+F12".parse().unwrap();
         assert!(f12.matches(SdlScancode::F12, Mod::RCTRLMOD));
-        assert!("f12".parse::<Chord>().is_err(), "a bare key would be stolen from the remote");
+        assert!(
+            "f12".parse::<Chord>().is_err(),
+            "a bare key would be stolen from the remote"
+        );
         assert!("ctrl+nosuchkey".parse::<Chord>().is_err());
     }
 }

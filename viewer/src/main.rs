@@ -182,7 +182,8 @@ fn open_window(
                 .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let mut m = async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
+                    let mut m =
+                        async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
                     m.primary = i == 0;
                     m
                 })
@@ -206,7 +207,12 @@ fn open_window(
 
 /// Connects, shows the session, reconnects when the link drops; returns when the user closes
 /// the window or the server ends the session.
-async fn session_life(viewer: &mut Viewer<'_>, target: &Target, config: ClientConfig, attempts: u32) -> Result<(), String> {
+async fn session_life(
+    viewer: &mut Viewer<'_>,
+    target: &Target,
+    config: ClientConfig,
+    attempts: u32,
+) -> Result<(), String> {
     let Some(first) = viewer.while_waiting(connect(target, config.clone())).await else {
         say("closed");
         return Ok(());
@@ -256,7 +262,9 @@ async fn reconnect(
     lost: &ClientSession,
     attempts: u32,
 ) -> Result<Option<ClientSession>, String> {
-    let config = config.clone().with_auto_reconnect_cookie(lost.auto_reconnect_cookie().cloned());
+    let config = config
+        .clone()
+        .with_auto_reconnect_cookie(lost.auto_reconnect_cookie().cloned());
     let backoff = Backoff::default();
     let mut last = None;
     for attempt in 1..=attempts {
@@ -313,7 +321,9 @@ fn open_audio(device: &str) -> Option<async_rdp::channels::AlsaSink> {
 }
 
 fn displays(video: &sdl2::VideoSubsystem) -> Result<Vec<sdl2::rect::Rect>, String> {
-    (0..video.num_video_displays()?).map(|i| video.display_bounds(i)).collect()
+    (0..video.num_video_displays()?)
+        .map(|i| video.display_bounds(i))
+        .collect()
 }
 
 fn bounding(rects: &[sdl2::rect::Rect]) -> sdl2::rect::Rect {

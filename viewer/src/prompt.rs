@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use async_rdp::trust::{AskFn, FirstContact};
-use sdl2::messagebox::{
-    show_message_box, show_simple_message_box, ButtonData, MessageBoxButtonFlag, MessageBoxFlag,
-};
+use sdl2::messagebox::{show_message_box, show_simple_message_box, ButtonData, MessageBoxButtonFlag, MessageBoxFlag};
 
 /// The title the first-contact question carries (tests look for it).
 pub const FIRST_CONTACT_TITLE: &str = "Unknown server — async-rdp";
@@ -20,7 +18,11 @@ pub fn ask_in_window() -> AskFn {
              Compare it with the one your administrator gave you. Trust it, the server is \
              remembered; if it ever changes, the connection is refused.",
             contact.host,
-            if contact.redirected { " (reached through a redirection)" } else { "" },
+            if contact.redirected {
+                " (reached through a redirection)"
+            } else {
+                ""
+            },
             contact.fingerprint,
         );
         let buttons = [
@@ -35,7 +37,14 @@ pub fn ask_in_window() -> AskFn {
                 text: "Trust",
             },
         ];
-        match show_message_box(MessageBoxFlag::WARNING, &buttons, FIRST_CONTACT_TITLE, &message, None, None) {
+        match show_message_box(
+            MessageBoxFlag::WARNING,
+            &buttons,
+            FIRST_CONTACT_TITLE,
+            &message,
+            None,
+            None,
+        ) {
             Ok(sdl2::messagebox::ClickedButton::CustomButton(button)) => button.button_id == 1,
             Ok(sdl2::messagebox::ClickedButton::CloseButton) => false,
             Err(e) => {

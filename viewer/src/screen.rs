@@ -37,7 +37,12 @@ pub struct Screen<'tc> {
 
 impl<'tc> Screen<'tc> {
     /// A black screen of `width` x `height`.
-    pub fn new(creator: &'tc TextureCreator<WindowContext>, width: u16, height: u16, scale: Scale) -> Result<Self, String> {
+    pub fn new(
+        creator: &'tc TextureCreator<WindowContext>,
+        width: u16,
+        height: u16,
+        scale: Scale,
+    ) -> Result<Self, String> {
         Ok(Self {
             creator,
             texture: texture(creator, width, height)?,
@@ -102,7 +107,9 @@ impl<'tc> Screen<'tc> {
             // SDL reads `height` rows `stride` apart from the slice's start and sdl2's `update`
             // does not check the slice's length: check it here, or SDL would read past it.
             let len = (usize::from(rect.height) - 1) * fb.stride + usize::from(rect.width) * 4;
-            let Some(pixels) = fb.data.get(start..start + len) else { continue };
+            let Some(pixels) = fb.data.get(start..start + len) else {
+                continue;
+            };
             let target = SdlRect::new(
                 i32::from(rect.x),
                 i32::from(rect.y),
@@ -206,15 +213,46 @@ mod tests {
 
     #[test]
     fn union_covers_both() {
-        let a = Rect { x: 10, y: 10, width: 5, height: 5 };
-        let b = Rect { x: 0, y: 12, width: 3, height: 10 };
-        assert_eq!(union(a, b), Rect { x: 0, y: 10, width: 15, height: 12 });
+        let a = Rect {
+            x: 10,
+            y: 10,
+            width: 5,
+            height: 5,
+        };
+        let b = Rect {
+            x: 0,
+            y: 12,
+            width: 3,
+            height: 10,
+        };
+        assert_eq!(
+            union(a, b),
+            Rect {
+                x: 0,
+                y: 10,
+                width: 15,
+                height: 12
+            }
+        );
     }
 
     #[test]
     fn clip_cuts_to_the_texture() {
-        let r = Rect { x: 90, y: 90, width: 20, height: 20 };
-        assert_eq!(clip(r, 100, 95), Some(Rect { x: 90, y: 90, width: 10, height: 5 }));
+        let r = Rect {
+            x: 90,
+            y: 90,
+            width: 20,
+            height: 20,
+        };
+        assert_eq!(
+            clip(r, 100, 95),
+            Some(Rect {
+                x: 90,
+                y: 90,
+                width: 10,
+                height: 5
+            })
+        );
         assert_eq!(clip(r, 90, 100), None);
     }
 }

@@ -60,10 +60,20 @@ pub struct Viewer<'tc> {
 }
 
 impl<'tc> Viewer<'tc> {
-    pub fn new(canvas: WindowCanvas, screen: Screen<'tc>, events: EventPump, pointer: Pointer, chord: Chord, host: String) -> Self {
+    pub fn new(
+        canvas: WindowCanvas,
+        screen: Screen<'tc>,
+        events: EventPump,
+        pointer: Pointer,
+        chord: Chord,
+        host: String,
+    ) -> Self {
         let watch = wake::watch(canvas.window());
         if watch.is_none() {
-            log::info!("The window system gives no descriptor to wait on; looking every {:?}", wake::FALLBACK);
+            log::info!(
+                "The window system gives no descriptor to wait on; looking every {:?}",
+                wake::FALLBACK
+            );
         }
         Self {
             canvas,
@@ -156,7 +166,11 @@ impl<'tc> Viewer<'tc> {
 
     /// Sleeps until the window system has something, or `deadline` (or the safety net).
     fn sleep_until(&self, deadline: Option<Instant>) -> impl Future<Output = ()> + '_ {
-        let cap = if self.watch.is_some() { wake::SAFETY_NET } else { wake::FALLBACK };
+        let cap = if self.watch.is_some() {
+            wake::SAFETY_NET
+        } else {
+            wake::FALLBACK
+        };
         let now = Instant::now();
         let sleep = deadline.map_or(cap, |d| d.saturating_duration_since(now).min(cap));
         async move {
@@ -179,7 +193,11 @@ impl<'tc> Viewer<'tc> {
     fn deadline(&self, session: &ClientSession) -> Option<Instant> {
         let resize = self.resize_due.map(|(_, due)| due);
         let draw = self.screen.is_damaged().then(|| {
-            let wait = if session.frame_in_progress() { HALF_FRAME_PATIENCE } else { FRAME_INTERVAL };
+            let wait = if session.frame_in_progress() {
+                HALF_FRAME_PATIENCE
+            } else {
+                FRAME_INTERVAL
+            };
             self.last_present + wait
         });
         #[cfg(feature = "audio")]
@@ -194,7 +212,11 @@ impl<'tc> Viewer<'tc> {
             return;
         }
         let since = self.last_present.elapsed();
-        let patience = if session.frame_in_progress() { HALF_FRAME_PATIENCE } else { FRAME_INTERVAL };
+        let patience = if session.frame_in_progress() {
+            HALF_FRAME_PATIENCE
+        } else {
+            FRAME_INTERVAL
+        };
         if since < patience {
             return;
         }
@@ -205,7 +227,9 @@ impl<'tc> Viewer<'tc> {
     }
 
     fn send_resize_if_due(&mut self, session: &mut ClientSession) {
-        let Some(((width, height), due)) = self.resize_due else { return };
+        let Some(((width, height), due)) = self.resize_due else {
+            return;
+        };
         if Instant::now() < due {
             return;
         }
@@ -365,7 +389,11 @@ impl<'tc> Viewer<'tc> {
     fn toggle_fullscreen(&mut self) {
         let window = self.canvas.window_mut();
         let leaving = window.fullscreen_state() != FullscreenType::Off;
-        let target = if leaving { FullscreenType::Off } else { FullscreenType::Desktop };
+        let target = if leaving {
+            FullscreenType::Off
+        } else {
+            FullscreenType::Desktop
+        };
         if let Err(e) = window.set_fullscreen(target) {
             log::warn!("Fullscreen not changed: {e}");
         }

@@ -26,9 +26,7 @@ pub fn watch(window: &Window) -> Option<WatchedFd> {
     use raw_window_handle::{HasDisplayHandle, RawDisplayHandle};
 
     let fd = match window.display_handle().ok()?.as_raw() {
-        RawDisplayHandle::Xlib(handle) => {
-            connection_fd(c"libX11.so.6", c"XConnectionNumber", handle.display?.as_ptr())
-        }
+        RawDisplayHandle::Xlib(handle) => connection_fd(c"libX11.so.6", c"XConnectionNumber", handle.display?.as_ptr()),
         RawDisplayHandle::Wayland(handle) => {
             connection_fd(c"libwayland-client.so.0", c"wl_display_get_fd", handle.display.as_ptr())
         }
