@@ -12,11 +12,14 @@ use crate::keymap::{self, Key};
 /// One wheel notch, as Windows counts it.
 const NOTCH: i32 = 120;
 
-/// Keyboard state between events: whether the last key pressed had no scan code, so that the
-/// text it typed goes as Unicode.
+/// Keyboard state between events: whether the text SDL reports next was typed by a key that
+/// already went to the server as a scan code (the server's layout turns it into text), or by
+/// something we could not name as a key — a key with no set-1 code, or a character that an
+/// input method or a tool like xdotool injects with no key event at all — which goes as
+/// Unicode instead.
 #[derive(Default)]
 pub struct Keyboard {
-    unmapped_key_down: bool,
+    text_key_down: bool,
 }
 
 impl Keyboard {
@@ -24,11 +27,11 @@ impl Keyboard {
     pub fn key_down(&mut self, session: &mut ClientSession, scancode: Option<SdlScancode>) -> async_rdp::Result<()> {
         match scancode.and_then(keymap::key) {
             Some(Key::Code(code)) => {
-                self.unmapped_key_down = false;
+                // Modifiers type nothing themselves: the text after Shift comes from the next key.
+                self.text_key_down = !scancode.is_some_and(is_modifier);
                 session.key(code, KeyState::Down)
             }
             Some(Key::Pause) => {
-                self.unmapped_key_down = false;
                 // Pause has no break code of its own: the whole make-and-break goes on press.
                 let (ctrl, numlock) = (Scancode::extended1(0x1D), Scancode::new(0x45));
                 session.key(ctrl, KeyState::Down)?;
@@ -37,7 +40,7 @@ impl Keyboard {
                 session.key(numlock, KeyState::Up)
             }
             None => {
-                self.unmapped_key_down = true;
+                self.text_key_down = false;
                 Ok(())
             }
         }
@@ -45,16 +48,16 @@ impl Keyboard {
 
     /// A key came up.
     pub fn key_up(&mut self, session: &mut ClientSession, scancode: Option<SdlScancode>) -> async_rdp::Result<()> {
+        self.text_key_down = false;
         match scancode.and_then(keymap::key) {
             Some(Key::Code(code)) => session.key(code, KeyState::Up),
             _ => Ok(()),
         }
     }
 
-    /// Text typed; sent only when the key that typed it has no scan code (a character that the
-    /// local layout produces with a key we cannot name to the server).
+    /// Text typed; sent as Unicode only when no key we sent typed it.
     pub fn text(&mut self, session: &mut ClientSession, text: &str) -> async_rdp::Result<()> {
-        if !std::mem::take(&mut self.unmapped_key_down) {
+        if std::mem::take(&mut self.text_key_down) {
             return Ok(());
         }
         for ch in text.chars() {
@@ -63,6 +66,14 @@ impl Keyboard {
         }
         Ok(())
     }
+}
+
+fn is_modifier(key: SdlScancode) -> bool {
+    use SdlScancode::*;
+    matches!(
+        key,
+        LShift | RShift | LCtrl | RCtrl | LAlt | RAlt | LGui | RGui | CapsLock | NumLockClear | ScrollLock | Mode
+    )
 }
 
 /// A mouse button, if RDP has it.
