@@ -1,85 +1,60 @@
 //! Records what an RDP server plays into a WAV file (and, with the `alsa` feature, plays it).
 //!
 //! ```text
-//! cargo run --features audio --example audio -- rdp://user:pass@host:3389 --pin AB:CD:... -o out.wav --seconds 10
-//! cargo run --features alsa --example audio -- rdp://user:pass@host:3389 -o out.wav --seconds 10 --play [DEVICE]
+//! cargo run --features audio --example audio -- rdp://user@host:3389 --pin AB:CD:... -o out.wav --seconds 10
+//! cargo run --features alsa --example audio -- rdp://user@host:3389 -o out.wav --seconds 10 --play [DEVICE]
+//! cargo run --features audio --example audio -- --help
 //! ```
 //!
 //! Stays connected `--seconds` seconds (default 10) and writes every wave the server sent, as
 //! decoded, to `-o` (default `audio.wav`; 16-bit PCM in the first wave's rate and channels;
 //! waves in another format are left out, with a warning). It prints the format, the frames and
 //! the duration recorded. With `--play`, the audio also goes to the ALSA device (`default`
-//! unless named). A real server's certificate is checked against known hosts unless `--pin`
-//! is given.
+//! unless named; put `--play` after TARGET, or its value would be taken for the device). The
+//! password comes from the URL, else `RDP_PASSWORD`, else a prompt. A real server's certificate
+//! is checked against known hosts unless `--pin` is given.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use async_rdp::channels::{AudioSink, PcmFormat};
-use async_rdp::trust::Fingerprint;
-use async_rdp::{connect, ClientSession, Event, Target, Trust};
+#[cfg(feature = "alsa")]
+use async_rdp::channels::AudioSink;
+use async_rdp::channels::PcmFormat;
+use async_rdp::{connect, ClientSession, Event};
+use async_rdp_cli::ConnectArgs;
+use clap::Parser as _;
 
+/// Records what an RDP server plays into a WAV file (and, with the alsa feature, plays it).
+#[derive(clap::Parser)]
+#[command(name = "audio", mut_arg("target", |a| a.required(true)))]
 struct Args {
-    target: Target,
-    pins: Vec<Fingerprint>,
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// The WAV file to write (16-bit PCM in the first wave's rate and channels)
+    #[arg(short = 'o', long = "output", value_name = "OUT.wav", default_value = "audio.wav")]
     out: PathBuf,
+
+    /// Seconds to stay connected and record
+    #[arg(long, value_name = "N", default_value_t = 10)]
     seconds: u64,
+
+    /// Also play the audio on this ALSA device ("default" when none is named; needs the alsa feature)
+    #[arg(long, value_name = "DEVICE", num_args = 0..=1, default_missing_value = "default")]
     play: Option<String>,
 }
 
 fn main() {
-    common::main(|| parse_args().map(run));
-}
-
-fn parse_args() -> Result<Args, String> {
-    let usage = "usage: audio rdp://user:pass@host[:port] [--pin SHA256] [-o OUT.wav] [--seconds N] [--play [DEVICE]]";
-    let (mut target, mut pins, mut out, mut seconds, mut play) =
-        (None, Vec::new(), PathBuf::from("audio.wav"), 10, None);
-    let mut args = std::env::args().skip(1).peekable();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--pin" => pins.push(
-                args.next()
-                    .ok_or("--pin needs a fingerprint")?
-                    .parse()
-                    .map_err(|e: async_rdp::Error| e.to_string())?,
-            ),
-            "-o" => out = args.next().ok_or("-o needs a file")?.into(),
-            "--seconds" => {
-                let n = args.next().ok_or("--seconds needs a number")?;
-                seconds = n.parse().map_err(|_| format!("bad seconds {n:?}"))?;
-            }
-            "--play" => {
-                let device = args.next_if(|a| !a.starts_with('-') && !a.contains("://"));
-                play = Some(device.unwrap_or_else(|| "default".to_owned()));
-            }
-            "-h" | "--help" => {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            other => target = Some(common::parse_target(other)?),
-        }
-    }
-    let target = target.ok_or(usage)?;
-    Ok(Args {
-        target,
-        pins,
-        out,
-        seconds,
-        play,
-    })
+    let args = Args::parse();
+    common::main(run(args));
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let trust = if args.pins.is_empty() {
-        Trust::known_hosts()
-    } else {
-        Trust::pinned(args.pins.clone())
-    };
-    let config = common::config_for(&args.target).with_trust(trust);
-    let mut session = connect(&args.target, config).await.map_err(|e| async_rdp::report(&e))?;
+    let target = args.connect.target()?.ok_or("no TARGET")?;
+    let config = args.connect.client_config(&target, None)?;
+    let mut session = connect(&target, config).await.map_err(|e| async_rdp_cli::explain(&e))?;
     let mut wav = Wav::new(args.out.clone());
     let result = match &args.play {
         None => record(&mut session, &mut wav, args.seconds).await,

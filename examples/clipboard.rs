@@ -1,33 +1,63 @@
 //! Reads or sets the clipboard of an RDP server.
 //!
 //! ```text
-//! cargo run --example clipboard -- rdp://user:pass@host:3389 --pin AB:CD:... get [--image OUT.png] [--wait S]
-//! cargo run --example clipboard -- rdp://user:pass@host:3389 --pin AB:CD:... set (TEXT | --image IN.png) [--hold S]
+//! cargo run --example clipboard -- rdp://user@host:3389 --pin AB:CD:... get [--image OUT.png] [--wait S]
+//! cargo run --example clipboard -- rdp://user@host:3389 --pin AB:CD:... set (TEXT | --image IN.png) [--hold S]
+//! cargo run --example clipboard -- --help
 //! ```
 //!
 //! `get` waits (up to `--wait` seconds, default 10) for the server to announce its clipboard,
 //! prints its text (with `--image`: writes its image as PNG) and exits 0, or exits 1 with a
 //! message when the server offers no text (no image). `set` offers TEXT (or the PNG's image)
 //! and stays connected `--hold` seconds (default 10) so that a remote application can paste it
-//! (the data crosses only when it does). A real server's certificate
-//! is checked against known hosts unless `--pin` is given.
+//! (the data crosses only when it does). The password comes from the URL, else `RDP_PASSWORD`,
+//! else a prompt. A real server's certificate is checked against known hosts unless `--pin` is
+//! given.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use async_rdp::trust::Fingerprint;
-use async_rdp::{connect, ClientSession, ClipboardImage, Event, Target, Trust};
+use async_rdp::{connect, ClientSession, ClipboardImage, Event};
+use async_rdp_cli::ConnectArgs;
+use clap::Parser as _;
 
+/// Reads or sets the clipboard of an RDP server.
+#[derive(clap::Parser)]
+#[command(name = "clipboard", mut_arg("target", |a| a.required(true)))]
+struct Cli {
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand)]
 enum Action {
-    /// Print the text, or write the image to the path.
+    /// Waits for the server to announce its clipboard and prints its text (or writes its image)
     Get {
-        wait: Duration,
+        /// Write the clipboard's image to this PNG file instead of printing its text
+        #[arg(long, value_name = "OUT.png")]
         image: Option<PathBuf>,
+
+        /// Seconds to wait for the server to announce a clipboard
+        #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
+        wait: Duration,
     },
+    /// Offers TEXT (or a PNG's image) as the clipboard, and stays connected for a paste
     Set {
-        offer: Offer,
+        /// The text to offer
+        #[arg(value_name = "TEXT", required_unless_present = "image", conflicts_with = "image")]
+        text: Option<String>,
+
+        /// Offer this PNG file's image instead of text
+        #[arg(long, value_name = "IN.png")]
+        image: Option<PathBuf>,
+
+        /// Seconds to stay connected so that a remote application can paste (the data crosses only then)
+        #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
         hold: Duration,
     },
 }
@@ -37,85 +67,34 @@ enum Offer {
     Image(PathBuf),
 }
 
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse().map(Duration::from_secs).map_err(|e| e.to_string())
+}
+
 fn main() {
-    common::main(|| parse_args().map(|(target, pins, action)| run(target, pins, action)));
+    let cli = Cli::parse();
+    common::main(run(cli));
 }
 
-fn parse_args() -> Result<(Target, Vec<Fingerprint>, Action), String> {
-    let usage = "usage: clipboard rdp://user:pass@host[:port] [--pin SHA256] \
-                 (get [--image OUT.png] [--wait S] | set (TEXT | --image IN.png) [--hold S])";
-    let (mut target, mut pins, mut action) = (None, Vec::new(), None);
-    let mut args = std::env::args().skip(1);
-    let seconds = |v: Option<String>| -> Result<Duration, String> {
-        let v = v.ok_or("a number of seconds is missing")?;
-        Ok(Duration::from_secs(
-            v.parse().map_err(|_| format!("bad seconds {v:?}"))?,
-        ))
-    };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--pin" => pins.push(
-                args.next()
-                    .ok_or("--pin needs a fingerprint")?
-                    .parse()
-                    .map_err(|e: async_rdp::Error| e.to_string())?,
-            ),
-            "get" => {
-                action = Some(Action::Get {
-                    wait: Duration::from_secs(10),
-                    image: None,
-                })
-            }
-            "set" => {
-                let offer = match args.next().ok_or("set needs the TEXT (or --image PNG) to offer")? {
-                    flag if flag == "--image" => Offer::Image(args.next().ok_or("--image needs a PNG file")?.into()),
-                    text => Offer::Text(text),
-                };
-                action = Some(Action::Set {
-                    offer,
-                    hold: Duration::from_secs(10),
-                });
-            }
-            "--image" => match &mut action {
-                Some(Action::Get { image, .. }) => *image = Some(args.next().ok_or("--image needs a file")?.into()),
-                _ => return Err("--image goes after get or set".into()),
-            },
-            "--wait" => match &mut action {
-                Some(Action::Get { wait, .. }) => *wait = seconds(args.next())?,
-                _ => return Err("--wait goes after get".into()),
-            },
-            "--hold" => match &mut action {
-                Some(Action::Set { hold, .. }) => *hold = seconds(args.next())?,
-                _ => return Err("--hold goes after set".into()),
-            },
-            "-h" | "--help" => {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            other => target = Some(common::parse_target(other)?),
-        }
-    }
-    match (target, action) {
-        (Some(target), Some(action)) => Ok((target, pins, action)),
-        _ => Err(usage.into()),
-    }
-}
-
-async fn run(target: Target, pins: Vec<Fingerprint>, action: Action) -> Result<(), String> {
-    let trust = if pins.is_empty() {
-        Trust::known_hosts()
-    } else {
-        Trust::pinned(pins)
-    };
-    let config = common::config_for(&target).with_trust(trust);
-    let mut session = connect(&target, config).await.map_err(|e| async_rdp::report(&e))?;
-    let result = match action {
+async fn run(cli: Cli) -> Result<(), String> {
+    let target = cli.connect.target()?.ok_or("no TARGET")?;
+    let config = cli.connect.client_config(&target, None)?;
+    let mut session = connect(&target, config).await.map_err(|e| async_rdp_cli::explain(&e))?;
+    let result = match cli.action {
         Action::Get { wait, image: None } => get_text(&mut session, wait).await.map(|text| println!("{text}")),
         Action::Get {
             wait,
             image: Some(path),
         } => get_image(&mut session, wait, &path).await,
-        Action::Set { offer, hold } => set(&mut session, offer, hold).await,
+        Action::Set {
+            image: Some(path),
+            hold,
+            ..
+        } => set(&mut session, Offer::Image(path), hold).await,
+        Action::Set {
+            text: Some(text), hold, ..
+        } => set(&mut session, Offer::Text(text), hold).await,
+        Action::Set { .. } => Err("set needs TEXT or --image".into()),
     };
     let _ = session.shutdown(Duration::from_secs(2)).await;
     result

@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! cargo run --example connect                                   # in-process demo server
-//! cargo run --example connect -- rdp://user:pass@host:3389 --pin AB:CD:...
+//! cargo run --example connect -- rdp://user@host:3389 --pin AB:CD:...
+//! cargo run --example connect -- --help
 //! ```
 //!
-//! Against a real server, the certificate must be pinned with `--pin <SHA-256>`; without it the
-//! connection is refused and the fingerprint is printed so that you can check it and pin it.
+//! Against a real server, the certificate is checked as the other examples check it: against
+//! known hosts (remembered on first contact, refused if it changes; `--on-first-use refuse`
+//! or `ask` to decide otherwise), or pinned with `--pin <SHA-256>`. A refusal prints the
+//! fingerprint, so that you can check it and pin it.
 
 mod common;
 
@@ -18,36 +21,33 @@ use async_rdp::framing::LocalFramed;
 use async_rdp::ironrdp_connector::{ClientConnector, ConnectionOutcome};
 use async_rdp::trust::Fingerprint;
 use async_rdp::{net, tls, ClientConfig, Target, Trust};
+use async_rdp_cli::ConnectArgs;
+use clap::Parser as _;
 use common::Phases;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-fn main() {
-    common::main(|| Ok(run()));
+/// Runs the connection sequence step by step (TCP, X.224 negotiation, TLS, NLA, activation)
+/// against an RDP server, or without TARGET an in-process demo server, and prints how long each
+/// phase took.
+#[derive(clap::Parser)]
+#[command(name = "connect")]
+struct Cli {
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
-async fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let mut target = None;
-    let mut pins = Vec::new();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--pin" => {
-                let pin = args.next().ok_or("--pin needs a SHA-256 fingerprint")?;
-                pins.push(pin.parse::<Fingerprint>().map_err(|e| e.to_string())?);
-            }
-            "-h" | "--help" => {
-                println!("usage: connect [rdp://user:pass@host:port] [--pin SHA256]");
-                return Ok(());
-            }
-            other => target = Some(common::parse_target(other)?),
-        }
-    }
+fn main() {
+    let cli = Cli::parse();
+    common::main(run(cli));
+}
 
-    match target {
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.connect.target()? {
         Some(target) => {
-            let config = common::config_for(&target);
-            connect(&target, config, Trust::pinned(pins)).await
+            let config = cli.connect.client_config(&target, None)?;
+            let trust = config.trust().clone();
+            connect(&target, config, trust).await
         }
         None => {
             let config = async_rdp_demo_server::Config::default();
@@ -85,12 +85,7 @@ async fn connect(target: &Target, config: ClientConfig, trust: Trust) -> Result<
     let verifier = trust.verifier(target).map_err(report)?;
     let upgraded = net::with_timeout(TIMEOUT, "tls", tls::upgrade(framed, target.host(), verifier))
         .await
-        .map_err(|e| {
-            format!(
-                "{}\n(if you trust this server, check its fingerprint and pass --pin; it is logged with RUST_LOG=warn)",
-                report(e)
-            )
-        })?;
+        .map_err(|e| async_rdp_cli::explain(&e))?;
     println!(
         "  server certificate SHA-256 {}",
         Fingerprint::of(&upgraded.server_certificate)

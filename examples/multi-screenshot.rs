@@ -6,19 +6,55 @@
 //! cargo run --release --example multi-screenshot -- --demo 50            # 50 in-process demo servers
 //! cargo run --release --example multi-screenshot -- -c 8 -d shots rdp://u:p@10.0.0.1 rdp://u:p@10.0.0.2
 //! cargo run --release --example multi-screenshot -- -f targets.txt      # one rdp:// URL per line
+//! cargo run --release --example multi-screenshot -- --help
 //! ```
 //!
-//! Real servers are checked against known hosts (remembered on first contact).
+//! Real servers are checked against known hosts (remembered on first contact) unless `--pin`
+//! is given; `--user`, `--security` and the trust options apply to every one of them. A
+//! password comes from each URL, else `RDP_PASSWORD`, else a prompt per server.
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_rdp::trust::Fingerprint;
 use async_rdp::{connect, ClientConfig, Trust};
+use async_rdp_cli::ConnectOptions;
 use async_rdp_demo_server::{Config, DemoServer};
+use clap::Parser as _;
 use common::ms;
 use futures::{FutureExt, StreamExt};
+
+/// Screenshots many RDP servers from one thread (without any, 50 in-process demo servers),
+/// writing a PNG per server and the time to all first frames and the memory per session.
+#[derive(clap::Parser)]
+// -d is the output directory here, as it always was: --domain has only its long name.
+#[command(name = "multi-screenshot", mut_arg("domain", |a| a.short(None)))]
+struct Cli {
+    #[command(flatten)]
+    connect: ConnectOptions,
+
+    /// How many servers to connect to at a time
+    #[arg(short, long, value_name = "N", default_value_t = 16)]
+    concurrency: usize,
+
+    /// The directory to write the PNGs to (one per server)
+    #[arg(short = 'd', long, value_name = "DIR", default_value = "shots")]
+    out_dir: String,
+
+    /// Also screenshot this many in-process demo servers (50 when no server is named)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    demo: usize,
+
+    /// Read servers from this file, one TARGET per line (# starts a comment; repeatable)
+    #[arg(short, long = "file", value_name = "FILE")]
+    files: Vec<PathBuf>,
+
+    /// The servers: rdp://[user[:password]@]host[:port], host[:port] or [v6]:port
+    #[arg(value_name = "TARGET")]
+    targets: Vec<String>,
+}
 
 struct Job {
     name: String,
@@ -27,38 +63,25 @@ struct Job {
 }
 
 fn main() {
-    common::main(|| Ok(run()));
+    let cli = Cli::parse();
+    common::main(run(cli));
 }
 
-async fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let (mut concurrency, mut out_dir, mut demo) = (16usize, String::from("shots"), 0usize);
+async fn run(cli: Cli) -> Result<(), String> {
+    let (concurrency, out_dir, mut demo) = (cli.concurrency, cli.out_dir, cli.demo);
     let mut targets = Vec::new();
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "-c" | "--concurrency" => concurrency = value("-c")?.parse().map_err(|_| "bad -c")?,
-            "-d" | "--out-dir" => out_dir = value("-d")?,
-            "--demo" => demo = value("--demo")?.parse().map_err(|_| "bad --demo")?,
-            "-f" | "--file" => {
-                let path = value("-f")?;
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-                for line in text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                {
-                    targets.push(common::parse_target(line)?);
-                }
-            }
-            "-h" | "--help" => {
-                println!(
-                    "usage: multi-screenshot [-c N] [-d DIR] [--demo N] [-f FILE] [rdp://user:pass@host:port ...]"
-                );
-                return Ok(());
-            }
-            other => targets.push(common::parse_target(other)?),
+    for path in &cli.files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            targets.push(async_rdp_cli::parse_target(line)?);
         }
+    }
+    for text in &cli.targets {
+        targets.push(async_rdp_cli::parse_target(text)?);
     }
     if demo == 0 && targets.is_empty() {
         demo = 50;
@@ -97,7 +120,7 @@ async fn run() -> Result<(), String> {
         jobs.push(Job {
             name: target.to_string().replace([':', '[', ']'], "_"),
             addr: target.to_string(),
-            config: common::config_for(target).with_trust(Trust::known_hosts()),
+            config: cli.connect.client_config(target, None)?,
         });
     }
 
@@ -173,7 +196,7 @@ async fn shoot(job: &Job, out_dir: &str) -> Result<Duration, String> {
     let start = Instant::now();
     let mut session = connect(&job.addr, job.config.clone())
         .await
-        .map_err(|e| async_rdp::report(&e))?;
+        .map_err(|e| async_rdp_cli::explain(&e))?;
     let connected = start.elapsed();
     // Nothing drawn by the deadline is an error (no picture), which counts this target failed.
     let drawn = session

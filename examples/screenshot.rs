@@ -3,115 +3,108 @@
 //!
 //! ```text
 //! cargo run --release --example screenshot                       # built-in demo server
-//! cargo run --release --example screenshot -- rdp://user:pass@host:3389 --pin AB:CD:... -o shot.png
+//! cargo run --release --example screenshot -- rdp://user@host:3389 --pin AB:CD:... -o shot.png
+//! cargo run --release --example screenshot -- --help
 //! ```
 //!
 //! "Drawn" means no screen update for `--settle` milliseconds (default 500) after one that
 //! changed pixels, with no frame half sent, or `--deadline` seconds (default 20) after the
 //! session started, whichever comes first. When nothing at all was drawn by the deadline, no
-//! PNG is written and the program exits with status 1. A real server's
-//! certificate is checked against known hosts (`~/.config/async-rdp/known_hosts`, or
-//! `--known-hosts FILE`): remembered on first contact (`--refuse-unknown` refuses instead),
-//! refused if it changes later. `--pin <SHA-256>` trusts exactly that certificate.
+//! PNG is written and the program exits with status 1. The password comes from the URL, else
+//! `RDP_PASSWORD`, else a prompt. A real server's certificate is checked against known hosts
+//! (`~/.config/async-rdp/known_hosts`, or `--known-hosts FILE`): remembered on first contact
+//! (`--refuse-unknown` refuses instead), refused if it changes later. `--pin <SHA-256>` trusts
+//! exactly that certificate.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use async_rdp::trust::Fingerprint;
-use async_rdp::{connect_with_timings, ClientConfig, ColorDepth, OnFirstUse, Target, Trust};
+use async_rdp::{connect_with_timings, ClientConfig, ColorDepth, Target, Trust};
+use async_rdp_cli::{ConnectArgs, FirstUseArg};
+use clap::Parser as _;
 use common::ms;
 use futures::FutureExt;
 
+/// Connects to an RDP server (or, without TARGET, to a built-in demo server), waits until the
+/// desktop has been drawn and writes it to a PNG, printing each phase with its duration.
+#[derive(clap::Parser)]
+#[command(name = "screenshot")]
 struct Options {
-    target: Option<Target>,
+    #[command(flatten)]
+    connect: ConnectArgs,
+
+    /// The PNG file to write
+    #[arg(short, long, value_name = "FILE", default_value = "screenshot.png")]
     output: String,
-    pins: Vec<Fingerprint>,
-    known_hosts: Option<String>,
+
+    /// Refuse a server not in the known-hosts file (the same as --on-first-use refuse)
+    #[arg(long, conflicts_with = "on_first_use")]
     refuse_unknown: bool,
+
+    /// Drawn means no screen update for this many milliseconds after one that changed pixels
+    #[arg(long, value_name = "MS", default_value = "500", value_parser = millis)]
     settle: Duration,
+
+    /// Seconds after the session started at which to stop waiting (and for a --resize)
+    #[arg(long, value_name = "S", default_value = "20", value_parser = seconds)]
     deadline: Duration,
+
+    /// The desktop size to ask for
+    #[arg(long, value_name = "WxH", default_value = "1280x720", value_parser = size::<u16>)]
     size: (u16, u16),
-    depth: ColorDepth,
+
+    /// Once drawn, resize the desktop through display control, and shoot it at the new size
+    #[arg(long, value_name = "WxH", value_parser = size::<u32>)]
     resize: Option<(u32, u32)>,
+
+    /// Bits per pixel to ask for
+    #[arg(long = "bpp", value_name = "BPP", default_value = "32", value_parser = bpp())]
+    depth: ColorDepth,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        target: None,
-        output: "screenshot.png".into(),
-        pins: Vec::new(),
-        known_hosts: None,
-        refuse_unknown: false,
-        settle: Duration::from_millis(500),
-        deadline: Duration::from_secs(20),
-        size: (1280, 720),
-        depth: ColorDepth::Bpp32,
-        resize: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "-o" | "--output" => o.output = value("-o")?,
-            "--pin" => {
-                let pin = value("--pin")?;
-                o.pins.push(pin.parse().map_err(|e: async_rdp::Error| e.to_string())?);
-            }
-            "--known-hosts" => o.known_hosts = Some(value("--known-hosts")?),
-            "--refuse-unknown" => o.refuse_unknown = true,
-            "--settle" => o.settle = Duration::from_millis(value("--settle")?.parse().map_err(|_| "bad --settle")?),
-            "--deadline" => {
-                o.deadline = Duration::from_secs(value("--deadline")?.parse().map_err(|_| "bad --deadline")?)
-            }
-            "--size" => {
-                let v = value("--size")?;
-                let (w, h) = v.split_once('x').ok_or("--size is WIDTHxHEIGHT")?;
-                o.size = (
-                    w.parse().map_err(|_| "bad width")?,
-                    h.parse().map_err(|_| "bad height")?,
-                );
-            }
-            "--resize" => {
-                let v = value("--resize")?;
-                let (w, h) = v.split_once('x').ok_or("--resize is WIDTHxHEIGHT")?;
-                o.resize = Some((
-                    w.parse().map_err(|_| "bad --resize width")?,
-                    h.parse().map_err(|_| "bad --resize height")?,
-                ));
-            }
-            "--bpp" => {
-                o.depth = match value("--bpp")?.as_str() {
-                    "15" => ColorDepth::Bpp15,
-                    "16" => ColorDepth::Bpp16,
-                    "24" => ColorDepth::Bpp24,
-                    "32" => ColorDepth::Bpp32,
-                    other => return Err(format!("--bpp takes 15, 16, 24 or 32, not {other}")),
-                }
-            }
-            "-h" | "--help" => {
-                println!(
-                    "usage: screenshot [rdp://user:pass@host:port] [-o out.png] [--pin SHA256] \
-                     [--known-hosts FILE] [--refuse-unknown] [--settle MS] [--deadline S] [--size WxH] \
-                     [--resize WxH] [--bpp 15|16|24|32]"
-                );
-                std::process::exit(0);
-            }
-            other => o.target = Some(common::parse_target(other)?),
-        }
+/// `--bpp`: 15, 16, 24 or 32.
+fn bpp() -> impl clap::builder::TypedValueParser<Value = ColorDepth> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["15", "16", "24", "32"]).map(|bpp| match bpp.as_str() {
+        "15" => ColorDepth::Bpp15,
+        "16" => ColorDepth::Bpp16,
+        "24" => ColorDepth::Bpp24,
+        _ => ColorDepth::Bpp32,
+    })
+}
+
+fn millis(text: &str) -> Result<Duration, String> {
+    text.parse().map(Duration::from_millis).map_err(|e| e.to_string())
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse().map(Duration::from_secs).map_err(|e| e.to_string())
+}
+
+/// `WIDTHxHEIGHT`.
+fn size<T: std::str::FromStr>(text: &str) -> Result<(T, T), String> {
+    let (w, h) = text.split_once('x').ok_or("expected WIDTHxHEIGHT, such as 1024x768")?;
+    match (w.parse(), h.parse()) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err(format!("{text:?} is not WIDTHxHEIGHT in range")),
     }
-    Ok(o)
 }
 
 fn main() {
-    common::main(|| parse_args().map(run));
+    let mut options = Options::parse();
+    if options.refuse_unknown {
+        options.connect.options.on_first_use = Some(FirstUseArg::Refuse);
+    }
+    common::main(run(options));
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    match &options.target {
+    match options.connect.target()? {
         Some(target) => {
-            let config = common::config_for(target).with_trust(trust(&options));
-            shoot(target.clone(), config, &options).await
+            let config = options.connect.client_config(&target, None)?;
+            shoot(target, config, &options).await
         }
         None => {
             let server_config = async_rdp_demo_server::Config {
@@ -140,30 +133,13 @@ async fn run(options: Options) -> Result<(), String> {
     }
 }
 
-/// `--pin` pins; otherwise known hosts (the default file, or `--known-hosts`), remembering a
-/// new server unless `--refuse-unknown`.
-fn trust(o: &Options) -> Trust {
-    if !o.pins.is_empty() {
-        return Trust::pinned(o.pins.iter().copied());
-    }
-    let trust = match &o.known_hosts {
-        Some(path) => Trust::known_hosts_at(path),
-        None => Trust::known_hosts(),
-    };
-    if o.refuse_unknown {
-        trust.on_first_use(OnFirstUse::Refuse)
-    } else {
-        trust
-    }
-}
-
 async fn shoot(target: Target, config: ClientConfig, o: &Options) -> Result<(), String> {
     let config = config.with_desktop_size(o.size.0, o.size.1).with_color_depth(o.depth);
     println!("connecting to {target}");
     let started = Instant::now();
     let (mut session, timings) = connect_with_timings(target, config)
         .await
-        .map_err(|e| async_rdp::report(&e))?;
+        .map_err(|e| async_rdp_cli::explain(&e))?;
     let line = |name: &str, d: Duration| println!("  {name:<12} {:>8.1} ms", ms(d));
     for (phase, took) in timings.iter() {
         line(phase.name(), took);

@@ -1,22 +1,9 @@
-//! Shared bits of the example programs: targets and credentials from the command line, the
-//! phase printer, waiting helpers, PNG writing and process figures.
+//! Shared bits of the example programs that are not their command line (that is
+//! `async-rdp-cli`'s): `main` on one thread, the phase printer, PNG writing and process figures.
 
 #![allow(dead_code, reason = "each example uses a different part")]
 
 use std::time::{Duration, Instant};
-
-use async_rdp::Target;
-
-/// A target from the command line (`host`, `host:port`, `[v6]:port`, `rdp://user:pass@host:port`).
-pub fn parse_target(text: &str) -> Result<Target, String> {
-    text.parse().map_err(|e: async_rdp::Error| e.to_string())
-}
-
-/// A client configuration with the target's user name and password (empty when not given).
-pub fn config_for(target: &Target) -> async_rdp::ClientConfig {
-    let password = target.password().map(|p| p.expose().to_owned()).unwrap_or_default();
-    async_rdp::ClientConfig::new(target.username().unwrap_or_default(), password)
-}
 
 /// Prints phases with their durations as they complete.
 pub struct Phases {
@@ -95,11 +82,12 @@ pub fn thread_names() -> Vec<String> {
         .collect()
 }
 
-/// The body of an example's `main`: logging from `RUST_LOG`, `run` on one thread
-/// ([`block_on`]), and exit status 1 with the error on stderr when it fails.
-pub fn main<F: std::future::Future<Output = Result<(), String>>>(run: impl FnOnce() -> Result<F, String>) {
+/// The body of an example's `main` once its command line is parsed: logging from `RUST_LOG`,
+/// `run` on one thread ([`block_on`]), and exit status 1 with the error on stderr when it
+/// fails.
+pub fn main(run: impl std::future::Future<Output = Result<(), String>>) {
     env_logger::init();
-    if let Err(e) = run().and_then(block_on) {
+    if let Err(e) = block_on(run) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
