@@ -20,6 +20,50 @@ pub struct Rect {
     pub height: u16,
 }
 
+impl Rect {
+    /// This rectangle cut to a `width` x `height` area at the origin; `None` when nothing is
+    /// left.
+    ///
+    /// ```
+    /// use async_rdp::Rect;
+    ///
+    /// let r = Rect { x: 90, y: 90, width: 20, height: 20 };
+    /// assert_eq!(r.clipped(100, 95), Some(Rect { x: 90, y: 90, width: 10, height: 5 }));
+    /// assert_eq!(r.clipped(90, 100), None);
+    /// ```
+    pub fn clipped(self, width: u16, height: u16) -> Option<Rect> {
+        let right = self.x.saturating_add(self.width).min(width);
+        let bottom = self.y.saturating_add(self.height).min(height);
+        (self.x < right && self.y < bottom).then(|| Rect {
+            x: self.x,
+            y: self.y,
+            width: right - self.x,
+            height: bottom - self.y,
+        })
+    }
+
+    /// The smallest rectangle that covers both.
+    ///
+    /// ```
+    /// use async_rdp::Rect;
+    ///
+    /// let a = Rect { x: 10, y: 10, width: 5, height: 5 };
+    /// let b = Rect { x: 0, y: 12, width: 3, height: 10 };
+    /// assert_eq!(a.union(b), Rect { x: 0, y: 10, width: 15, height: 12 });
+    /// ```
+    pub fn union(self, other: Rect) -> Rect {
+        let right = (u32::from(self.x) + u32::from(self.width)).max(u32::from(other.x) + u32::from(other.width));
+        let bottom = (u32::from(self.y) + u32::from(self.height)).max(u32::from(other.y) + u32::from(other.height));
+        let (x, y) = (self.x.min(other.x), self.y.min(other.y));
+        Rect {
+            x,
+            y,
+            width: u16::try_from(right - u32::from(x)).unwrap_or(u16::MAX),
+            height: u16::try_from(bottom - u32::from(y)).unwrap_or(u16::MAX),
+        }
+    }
+}
+
 impl From<&InclusiveRectangle> for Rect {
     fn from(r: &InclusiveRectangle) -> Self {
         Self {
@@ -159,12 +203,5 @@ impl Framebuffer<'_> {
 
 /// `rect` cut to a `width` x `height` framebuffer; `None` when nothing is left.
 pub(crate) fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
-    let right = rect.x.saturating_add(rect.width).min(width);
-    let bottom = rect.y.saturating_add(rect.height).min(height);
-    (rect.x < right && rect.y < bottom).then(|| Rect {
-        x: rect.x,
-        y: rect.y,
-        width: right - rect.x,
-        height: bottom - rect.y,
-    })
+    rect.clipped(width, height)
 }

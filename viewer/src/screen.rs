@@ -74,7 +74,7 @@ impl<'tc> Screen<'tc> {
     /// Marks `rect` as changed in the framebuffer.
     pub fn damage(&mut self, rect: Rect) {
         if self.damage.len() >= MAX_RECTS {
-            let all = self.damage.drain(..).fold(rect, union);
+            let all = self.damage.drain(..).fold(rect, Rect::union);
             self.damage.push(all);
         } else {
             self.damage.push(rect);
@@ -100,7 +100,7 @@ impl<'tc> Screen<'tc> {
     /// Uploads the damaged rectangles from `fb` and shows the texture on `canvas`.
     pub fn draw(&mut self, canvas: &mut WindowCanvas, fb: &Framebuffer<'_>) -> Result<(), String> {
         for rect in self.damage.drain(..) {
-            let Some(rect) = clip(rect, fb.width.min(self.width), fb.height.min(self.height)) else {
+            let Some(rect) = rect.clipped(fb.width.min(self.width), fb.height.min(self.height)) else {
                 continue;
             };
             let start = usize::from(rect.y) * fb.stride + usize::from(rect.x) * 4;
@@ -181,78 +181,4 @@ fn texture<'tc>(creator: &'tc TextureCreator<WindowContext>, width: u16, height:
     creator
         .create_texture_streaming(PixelFormatEnum::RGBA32, u32::from(width), u32::from(height))
         .map_err(|e| format!("a {width}x{height} texture: {e}"))
-}
-
-fn union(a: Rect, b: Rect) -> Rect {
-    let left = a.x.min(b.x);
-    let top = a.y.min(b.y);
-    let right = (u32::from(a.x) + u32::from(a.width)).max(u32::from(b.x) + u32::from(b.width));
-    let bottom = (u32::from(a.y) + u32::from(a.height)).max(u32::from(b.y) + u32::from(b.height));
-    Rect {
-        x: left,
-        y: top,
-        width: u16::try_from(right - u32::from(left)).unwrap_or(u16::MAX),
-        height: u16::try_from(bottom - u32::from(top)).unwrap_or(u16::MAX),
-    }
-}
-
-fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
-    let right = rect.x.saturating_add(rect.width).min(width);
-    let bottom = rect.y.saturating_add(rect.height).min(height);
-    (rect.x < right && rect.y < bottom).then(|| Rect {
-        x: rect.x,
-        y: rect.y,
-        width: right - rect.x,
-        height: bottom - rect.y,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn union_covers_both() {
-        let a = Rect {
-            x: 10,
-            y: 10,
-            width: 5,
-            height: 5,
-        };
-        let b = Rect {
-            x: 0,
-            y: 12,
-            width: 3,
-            height: 10,
-        };
-        assert_eq!(
-            union(a, b),
-            Rect {
-                x: 0,
-                y: 10,
-                width: 15,
-                height: 12
-            }
-        );
-    }
-
-    #[test]
-    fn clip_cuts_to_the_texture() {
-        let r = Rect {
-            x: 90,
-            y: 90,
-            width: 20,
-            height: 20,
-        };
-        assert_eq!(
-            clip(r, 100, 95),
-            Some(Rect {
-                x: 90,
-                y: 90,
-                width: 10,
-                height: 5
-            })
-        );
-        assert_eq!(clip(r, 90, 100), None);
-    }
 }
