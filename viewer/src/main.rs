@@ -262,8 +262,11 @@ async fn reconnect(
     lost: &ClientSession,
     attempts: u32,
 ) -> Result<Option<ClientSession>, String> {
+    // The window may have changed size since: ask for the desktop it shows now.
+    let (width, height) = viewer.canvas.window().size();
     let config = config
         .clone()
+        .with_desktop_size(size16(width), size16(height))
         .with_auto_reconnect_cookie(lost.auto_reconnect_cookie().cloned());
     let backoff = Backoff::default();
     let mut last = None;
