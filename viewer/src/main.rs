@@ -107,7 +107,10 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            // Empty when it was already printed (and shown).
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -225,30 +228,51 @@ async fn session_life(
                 say("closed");
                 return Ok(());
             }
+            Outcome::Ended(DisconnectReason::ConnectionLost(how)) if attempts > 0 => {
+                log::warn!("Link lost: {how}");
+                if !reconnect_or_close(viewer, target, &config, &mut session, attempts).await? {
+                    return Ok(());
+                }
+            }
+            Outcome::Ended(DisconnectReason::ConnectionLost(how)) => {
+                say("closed");
+                return Err(format!("the link dropped: {how}"));
+            }
             Outcome::Ended(reason) => {
                 say("closed");
-                return match reason {
-                    DisconnectReason::Client => Ok(()),
-                    other => {
-                        eprintln!("the server ended the session: {other:?}");
-                        Ok(())
-                    }
-                };
+                if !matches!(reason, DisconnectReason::Client) {
+                    eprintln!("the server ended the session: {reason:?}");
+                }
+                return Ok(());
             }
             Outcome::Lost(e) if is_transient(&e) && attempts > 0 => {
                 log::warn!("Link lost: {}", async_rdp::report(&e));
-                match reconnect(viewer, target, &config, &session, attempts).await? {
-                    Some(again) => {
-                        session = again;
-                        announce(viewer, &session, "reconnected");
-                    }
-                    None => {
-                        say("closed");
-                        return Ok(());
-                    }
+                if !reconnect_or_close(viewer, target, &config, &mut session, attempts).await? {
+                    return Ok(());
                 }
             }
             Outcome::Lost(e) => return Err(format!("the session failed: {}", async_rdp::report(&e))),
+        }
+    }
+}
+
+/// Replaces `session` with a new connection; `false` if the user closed the window meanwhile.
+async fn reconnect_or_close(
+    viewer: &mut Viewer<'_>,
+    target: &Target,
+    config: &ClientConfig,
+    session: &mut ClientSession,
+    attempts: u32,
+) -> Result<bool, String> {
+    match reconnect(viewer, target, config, session, attempts).await? {
+        Some(again) => {
+            *session = again;
+            announce(viewer, session, "reconnected");
+            Ok(true)
+        }
+        None => {
+            say("closed");
+            Ok(false)
         }
     }
 }
@@ -303,10 +327,12 @@ fn announce(viewer: &mut Viewer<'_>, session: &ClientSession, what: &str) {
 
 /// Why a connection failed, with both fingerprints when a certificate was refused (also shown
 /// in a message box: the user may have started the viewer from a menu, with no terminal).
+/// Printed on stderr before the box opens, so that a script sees it even if nobody closes it.
 fn refused(error: &async_rdp::Error) -> String {
     let message = async_rdp_cli::explain(error);
+    eprintln!("error: {message}");
     prompt::show_error("Connection failed — async-rdp", &message);
-    message
+    String::new()
 }
 
 #[cfg(feature = "audio")]

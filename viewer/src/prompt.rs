@@ -57,7 +57,23 @@ pub fn ask_in_window() -> AskFn {
 
 /// Shows why the viewer stops (besides printing it on stderr).
 pub fn show_error(title: &str, message: &str) {
-    if let Err(e) = show_simple_message_box(MessageBoxFlag::ERROR, title, message, None) {
+    if let Err(e) = while_modal(|| show_simple_message_box(MessageBoxFlag::ERROR, title, message, None)) {
         log::debug!("No message box ({e})");
     }
+}
+
+/// Runs a modal message box with SIGTERM's default action (ending the process) in force. SDL's
+/// own handler only queues a quit event, which nobody reads while the box waits for a click:
+/// without this, `kill` could not end a viewer left with a box open on a screen nobody sees.
+fn while_modal<T>(show: impl FnOnce() -> T) -> T {
+    // SAFETY: `signal` only swaps the process's SIGTERM disposition: SIG_DFL here, and back to
+    // whatever `signal` returned (SDL's handler, a valid disposition) afterwards. No Rust
+    // state is touched by either disposition, and this thread is the only one.
+    let previous = unsafe { libc::signal(libc::SIGTERM, libc::SIG_DFL) };
+    let output = show();
+    if previous != libc::SIG_ERR {
+        // SAFETY: as above; `previous` came from `signal` itself.
+        unsafe { libc::signal(libc::SIGTERM, previous) };
+    }
+    output
 }
