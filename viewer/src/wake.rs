@@ -25,6 +25,12 @@ pub const SAFETY_NET: Duration = Duration::from_millis(500);
 pub fn watch(window: &Window) -> Option<WatchedFd> {
     use raw_window_handle::{HasDisplayHandle, RawDisplayHandle};
 
+    // sdl2's `display_handle` panics (rather than failing) on drivers without window-manager
+    // info, KMS/DRM and offscreen among them: ask only the two that have a connection.
+    let driver = window.subsystem().current_video_driver();
+    if driver != "x11" && driver != "wayland" {
+        return None;
+    }
     let fd = match window.display_handle().ok()?.as_raw() {
         RawDisplayHandle::Xlib(handle) => connection_fd(c"libX11.so.6", c"XConnectionNumber", handle.display?.as_ptr()),
         RawDisplayHandle::Wayland(handle) => {

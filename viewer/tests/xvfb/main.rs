@@ -430,6 +430,11 @@ fn with_evidence(body: impl FnOnce() -> TestResult) -> TestResult {
 impl Viewer {
     /// Starts the viewer on `x` with `args`; the password goes through `RDP_PASSWORD` when given.
     pub fn spawn(x: &Xvfb, args: &[&str], password: Option<&str>) -> TestResult<Viewer> {
+        Self::spawn_with_env(x, args, password, &[])
+    }
+
+    /// As [`Viewer::spawn`], with environment variables set (or overridden) last.
+    pub fn spawn_with_env(x: &Xvfb, args: &[&str], password: Option<&str>, env: &[(&str, &str)]) -> TestResult<Viewer> {
         let bin = viewer_bin();
         if !bin.is_file() {
             return Err(missing(&format!("no viewer binary at {}", bin.display())));
@@ -448,6 +453,7 @@ impl Viewer {
         if let Some(password) = password {
             command.env("RDP_PASSWORD", password);
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .spawn()
             .map_err(|e| Failure(format!("cannot start {}: {e}", bin.display())))?;

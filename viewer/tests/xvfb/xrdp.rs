@@ -549,6 +549,43 @@ fn xrdp_viewer_runs_on_one_thread() -> TestResult {
     })
 }
 
+/// With a video driver that has no connection descriptor to wait on (SDL's offscreen driver,
+/// standing in for KMS/DRM, which has none either), the viewer falls back to looking every
+/// 10 ms: it still connects, stays on one thread, and closes on SIGTERM.
+#[test]
+#[ignore = "needs Xvfb and xrdp: cargo test --release -p async-rdp-viewer -- --ignored --test-threads=1"]
+fn xrdp_without_a_window_system_descriptor() -> TestResult {
+    xrdp_test(|| {
+        let pin = start_xrdp()?;
+        let x = Xvfb::start()?;
+        let args = [
+            target(XRDP_PORT),
+            "--pin".into(),
+            pin.clone(),
+            "--size".into(),
+            "1024x768".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env = [("SDL_VIDEODRIVER", "offscreen"), ("RUST_LOG", "viewer=info")];
+        let mut viewer = Viewer::spawn_with_env(&x, &args, Some(XRDP_PASS), &env)?;
+        viewer.wait_connected(CONNECT_TIMEOUT)?;
+        std::thread::sleep(Duration::from_secs(2));
+        if !viewer.stderr().contains("looking every 10ms") {
+            return Err(viewer.failure("expected the viewer to say it falls back to looking every 10ms"));
+        }
+        let threads = std::fs::read_dir(format!("/proc/{}/task", viewer.pid()))?.count();
+        if threads != 1 {
+            return Err(viewer.failure(format!("expected 1 thread on the fallback path, found {threads}")));
+        }
+        viewer.terminate()?;
+        viewer.wait_line("closed", Duration::from_secs(5), |l| l.trim() == "closed")?;
+        match viewer.wait_exit(Duration::from_secs(5))? {
+            Some(status) if status.success() => Ok(()),
+            other => Err(viewer.failure(format!("after SIGTERM expected exit status 0, got {other:?}"))),
+        }
+    })
+}
+
 /// A known-hosts file with another fingerprint for the server: the viewer refuses (exit 1) and
 /// names both fingerprints; it never asks.
 #[test]
