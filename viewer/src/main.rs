@@ -123,13 +123,17 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or("which server? viewer rdp://user@host[:port] (see --help)")?;
     if args.renderer == Renderer::Software {
-        // Without these SDL would pick OpenGL when it exists (Mesa's llvmpipe under Xvfb: two
-        // more threads and ~120 MiB) and back the window's own surface with it too.
+        // Without it SDL picks OpenGL when it exists (Mesa's llvmpipe under Xvfb: two more
+        // threads and ~120 MiB).
         sdl2::hint::set("SDL_RENDER_DRIVER", "software");
-        sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
     }
     let sdl = sdl2::init()?;
     let video = sdl.video()?;
+    if args.renderer == Renderer::Software && video.current_video_driver() == "x11" {
+        // X11 has a window surface of its own (shared memory): keep SDL from emulating it with
+        // OpenGL. Drivers without one (KMS/DRM, Wayland) need that emulation, so they keep it.
+        sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
+    }
     let (window, config) = open_window(&video, &args, &target)?;
     let canvas = match args.renderer {
         Renderer::Software => window.into_canvas().software().build(),
