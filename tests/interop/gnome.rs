@@ -110,13 +110,33 @@ fn gnome_extend_mode_refuses_a_client_without_the_graphics_pipeline() -> TestRes
         let config = gnome
             .config()
             .with_channels(&[async_rdp::Channel::DisplayControl, async_rdp::Channel::Clipboard]);
-        match screenshot(&gnome.addr, config, Duration::from_millis(300)).await {
-            Ok(_) => Err("GNOME accepted a client without the graphics pipeline in extend mode".into()),
-            Err(e) => {
-                println!("GNOME without EGFX: {e}");
-                Ok(())
-            }
+        // GNOME says why in its log; count the lines before, so that an older refusal cannot pass.
+        let log = "/tmp/rdp-peers/gnome-rd/grd.log";
+        let reason = "require the Graphics Pipeline, closing connection";
+        let refusals = || std::fs::read_to_string(log).map(|text| text.matches(reason).count());
+        let before = refusals()?;
+        let error = match screenshot(&gnome.addr, config, Duration::from_millis(300)).await {
+            Ok(_) => return Err("GNOME accepted a client without the graphics pipeline in extend mode".into()),
+            Err(e) => e,
+        };
+        println!("GNOME without EGFX: {error}");
+        // Past TLS and NLA (the credentials were good): GNOME closed the connection during
+        // activation, when it saw no graphics pipeline offered.
+        let phase = error
+            .downcast_ref::<async_rdp::Error>()
+            .and_then(async_rdp::Error::phase);
+        if phase != Some(async_rdp::Phase::Activation) {
+            return Err(
+                format!("expected the connection to end in activation, it ended with {error} ({phase:?})").into(),
+            );
         }
+        let after = refusals()?;
+        if after <= before {
+            return Err(
+                format!("GNOME's log ({log}) does not say it closed the connection for want of the pipeline").into(),
+            );
+        }
+        Ok(())
     })
 }
 
