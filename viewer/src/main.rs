@@ -156,7 +156,15 @@ fn run(args: Args) -> Result<(), String> {
             viewer.audio = open_audio(&args.audio_device);
         }
         video.text_input().start();
-        session_life(&mut viewer, &target, config, args.reconnect_attempts).await
+        let result = session_life(&mut viewer, &target, config, args.reconnect_attempts).await;
+        let screen = &viewer.screen;
+        log::info!(
+            "Showed {} pictures; uploaded {} pixels ({:.1} full screens)",
+            screen.pictures,
+            screen.uploaded_pixels,
+            screen.uploaded_pixels as f64 / (f64::from(screen.size().0) * f64::from(screen.size().1)).max(1.0)
+        );
+        result
     })
 }
 

@@ -31,8 +31,10 @@ pub struct Screen<'tc> {
     scale: Scale,
     /// Top-left of the view in 1:1 mode.
     pan: (i32, i32),
-    /// Pixels uploaded so far (a test and the benchmark read it through the log).
+    /// Pixels uploaded so far, and pictures shown: logged when the viewer closes, so that a
+    /// run can tell how much of each picture was really sent to the screen.
     pub uploaded_pixels: u64,
+    pub pictures: u64,
 }
 
 impl<'tc> Screen<'tc> {
@@ -52,6 +54,7 @@ impl<'tc> Screen<'tc> {
             scale,
             pan: (0, 0),
             uploaded_pixels: 0,
+            pictures: 0,
         })
     }
 
@@ -141,6 +144,7 @@ impl<'tc> Screen<'tc> {
             }
         }
         canvas.present();
+        self.pictures += 1;
         Ok(())
     }
 
