@@ -13,11 +13,17 @@ const MAX_SIDE: u16 = 512;
 pub struct Pointer {
     current: Option<Cursor>,
     mouse: sdl2::mouse::MouseUtil,
+    /// Failures are logged once: a driver without colour cursors fails on every shape.
+    warned: bool,
 }
 
 impl Pointer {
     pub fn new(mouse: sdl2::mouse::MouseUtil) -> Self {
-        Self { current: None, mouse }
+        Self {
+            current: None,
+            mouse,
+            warned: false,
+        }
     }
 
     /// Applies what the server did to the pointer.
@@ -41,7 +47,11 @@ impl Pointer {
                 self.mouse.show_cursor(true);
                 self.current = Some(cursor);
             }
-            Err(e) => log::warn!("Pointer shape not shown: {e}"),
+            Err(e) if !self.warned => {
+                self.warned = true;
+                log::warn!("Pointer shape not shown: {e} (further failures are not logged)");
+            }
+            Err(e) => log::debug!("Pointer shape not shown: {e}"),
         }
     }
 }

@@ -129,25 +129,39 @@ fn run(args: Args) -> Result<(), String> {
     }
     let sdl = sdl2::init()?;
     let video = sdl.video()?;
-    if args.renderer == Renderer::Software && video.current_video_driver() == "x11" {
-        // X11 has a window surface of its own (shared memory): keep SDL from emulating it with
-        // OpenGL. Drivers without one (KMS/DRM, Wayland) need that emulation, so they keep it.
+    let driver = video.current_video_driver();
+    if args.renderer == Renderer::Software && driver != "KMSDRM" && driver != "wayland" {
+        // X11 (shared memory) and the offscreen driver have window surfaces of their own: keep
+        // SDL from emulating them with OpenGL (threads, memory). KMS/DRM and Wayland have
+        // none and need that emulation, so they keep it.
         sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
     }
     let (window, config) = open_window(&video, &args, &target)?;
-    let canvas = match args.renderer {
-        Renderer::Software => window.into_canvas().software().build(),
-        Renderer::Gpu => window.into_canvas().accelerated().build(),
-    }
-    .map_err(|e| e.to_string())?;
-    let creator = canvas.texture_creator();
-    let (width, height) = canvas.output_size()?;
-    let screen = Screen::new(&creator, size16(width), size16(height), args.scale)?;
+    let (width, height) = window.size();
+    let size = (size16(width), size16(height));
+    // Declared before the screen: its textures borrow it.
+    let mut creator = None;
+    let screen = match args.renderer {
+        Renderer::Software => match Screen::on_surface(window, size, args.scale) {
+            Ok(screen) => screen,
+            Err(window) => {
+                log::info!("The window's pixels are not 32-bit: drawing through SDL's software renderer");
+                let canvas = window.into_canvas().software().build().map_err(|e| e.to_string())?;
+                let creator = creator.insert(canvas.texture_creator());
+                Screen::on_canvas(canvas, creator, size, args.scale)?
+            }
+        },
+        Renderer::Gpu => {
+            let canvas = window.into_canvas().accelerated().build().map_err(|e| e.to_string())?;
+            let creator = creator.insert(canvas.texture_creator());
+            Screen::on_canvas(canvas, creator, size, args.scale)?
+        }
+    };
     let pointer = cursor::Pointer::new(sdl.mouse());
     let events = sdl.event_pump()?;
     let host = format!("{}:{}", target.host(), target.port());
     async_rdp::runtime::block_on(async {
-        let mut viewer = Viewer::new(canvas, screen, events, pointer, args.release_chord, host);
+        let mut viewer = Viewer::new(screen, events, pointer, args.release_chord, host);
         if !args.no_clipboard {
             viewer.clipboard = Some(clipboard::SharedClipboard::new(video.clipboard()));
         }
@@ -299,7 +313,7 @@ async fn reconnect(
     attempts: u32,
 ) -> Result<Option<ClientSession>, String> {
     // The window may have changed size since: ask for the desktop it shows now.
-    let (width, height) = viewer.canvas.window().size();
+    let (width, height) = viewer.screen.window().size();
     let config = config
         .clone()
         .with_desktop_size(size16(width), size16(height))
@@ -334,7 +348,7 @@ fn announce(viewer: &mut Viewer<'_>, session: &ClientSession, what: &str) {
     let fb = session.framebuffer();
     viewer.set_state("");
     say(&format!("{what} {}x{}", fb.width, fb.height));
-    viewer.screen.damage_all();
+    viewer.screen.redraw();
 }
 
 /// Why a connection failed, with both fingerprints when a certificate was refused (also shown

@@ -10,7 +10,6 @@ use async_rdp::runtime::WatchedFd;
 use async_rdp::{ClientSession, DisconnectReason, Event};
 use futures::FutureExt as _;
 use sdl2::event::{Event as SdlEvent, WindowEvent};
-use sdl2::render::WindowCanvas;
 use sdl2::video::FullscreenType;
 use sdl2::EventPump;
 
@@ -43,7 +42,6 @@ pub enum Outcome {
 
 /// The window and everything drawn or typed in it.
 pub struct Viewer<'tc> {
-    pub canvas: WindowCanvas,
     pub screen: Screen<'tc>,
     pub events: EventPump,
     pub watch: Option<WatchedFd>,
@@ -60,15 +58,8 @@ pub struct Viewer<'tc> {
 }
 
 impl<'tc> Viewer<'tc> {
-    pub fn new(
-        canvas: WindowCanvas,
-        screen: Screen<'tc>,
-        events: EventPump,
-        pointer: Pointer,
-        chord: Chord,
-        host: String,
-    ) -> Self {
-        let watch = wake::watch(canvas.window());
+    pub fn new(screen: Screen<'tc>, events: EventPump, pointer: Pointer, chord: Chord, host: String) -> Self {
+        let watch = wake::watch(screen.window());
         if watch.is_none() {
             log::info!(
                 "The window system gives no descriptor to wait on; looking every {:?}",
@@ -76,7 +67,6 @@ impl<'tc> Viewer<'tc> {
             );
         }
         Self {
-            canvas,
             screen,
             events,
             watch,
@@ -100,7 +90,7 @@ impl<'tc> Viewer<'tc> {
         } else {
             format!("{} — {state} — async-rdp", self.host)
         };
-        if let Err(e) = self.canvas.window_mut().set_title(&title) {
+        if let Err(e) = self.screen.window_mut().set_title(&title) {
             log::debug!("Title not set: {e}");
         }
     }
@@ -220,7 +210,7 @@ impl<'tc> Viewer<'tc> {
         if since < patience {
             return;
         }
-        if let Err(e) = self.screen.draw(&mut self.canvas, &session.framebuffer()) {
+        if let Err(e) = self.screen.draw(&self.events, &session.framebuffer()) {
             log::warn!("Drawing failed: {e}");
         }
         self.last_present = Instant::now();
@@ -321,12 +311,12 @@ impl<'tc> Viewer<'tc> {
 
     fn on_window_change(&mut self, session: Option<&mut ClientSession>, event: WindowEvent) {
         match event {
-            WindowEvent::Exposed => self.present(),
+            WindowEvent::Exposed => self.screen.redraw(),
             WindowEvent::SizeChanged(w, h) => {
                 let (w, h) = (u32::try_from(w).unwrap_or(0), u32::try_from(h).unwrap_or(0));
                 self.resize_due = Some(((w, h), Instant::now() + RESIZE_SETTLE));
                 // Scaled locally until the server answers.
-                self.present();
+                self.screen.redraw();
             }
             WindowEvent::FocusGained => {
                 if let (Some(session), Some(clipboard)) = (session, &mut self.clipboard) {
@@ -377,17 +367,14 @@ impl<'tc> Viewer<'tc> {
     }
 
     fn move_to(&mut self, session: &mut ClientSession, x: i32, y: i32) -> async_rdp::Result<()> {
-        let window = self.canvas.output_size().unwrap_or((0, 0));
-        if self.screen.follow_pointer(x, y, window) {
-            self.present();
-        }
+        self.screen.follow_pointer(x, y);
         let (x, y) = self.screen.to_remote(x, y);
         session.mouse_move(x, y)
     }
 
     /// The release chord: leaves fullscreen (and its keyboard grab), or goes back to it.
     fn toggle_fullscreen(&mut self) {
-        let window = self.canvas.window_mut();
+        let window = self.screen.window_mut();
         let leaving = window.fullscreen_state() != FullscreenType::Off;
         let target = if leaving {
             FullscreenType::Off
@@ -398,13 +385,6 @@ impl<'tc> Viewer<'tc> {
             log::warn!("Fullscreen not changed: {e}");
         }
         window.set_keyboard_grab(!leaving);
-    }
-
-    fn present(&mut self) {
-        if let Err(e) = self.screen.present(&mut self.canvas) {
-            log::warn!("Drawing failed: {e}");
-        }
-        self.last_present = Instant::now();
     }
 }
 
