@@ -180,7 +180,7 @@ impl<'tc> Viewer<'tc> {
     }
 
     /// The nearest thing to do without a wake-up: a resize to send, a picture to show.
-    fn deadline(&self, session: &ClientSession) -> Option<Instant> {
+    fn deadline(&self, session: &mut ClientSession) -> Option<Instant> {
         let resize = self.resize_due.map(|(_, due)| due);
         let draw = self.screen.is_damaged().then(|| {
             let wait = if session.frame_in_progress() {
@@ -190,8 +190,11 @@ impl<'tc> Viewer<'tc> {
             };
             self.last_present + wait
         });
+        // Queued audio is fed to the sink in slices (its buffer holds 200 ms): look again soon,
+        // but only while there is some, so that a silent session still sleeps.
         #[cfg(feature = "audio")]
-        let audio = self.audio.is_some().then(|| Instant::now() + Duration::from_millis(50));
+        let audio = (self.audio.is_some() && !session.audio().queued().is_zero())
+            .then(|| Instant::now() + Duration::from_millis(50));
         #[cfg(not(feature = "audio"))]
         let audio = None;
         [resize, draw, audio].into_iter().flatten().min()
