@@ -586,6 +586,26 @@ fn xrdp_without_a_window_system_descriptor() -> TestResult {
     })
 }
 
+/// What every refusal must show: exit status 1, "refused" and the presented fingerprint on
+/// stderr, and no `connected`. Returns stderr and the problems found.
+fn refusal_problems(viewer: &Viewer, status: std::process::ExitStatus, pin: &str) -> (String, Vec<String>) {
+    let stderr = viewer.stderr();
+    let mut problems = Vec::new();
+    if status.code() != Some(1) {
+        problems.push(format!("exit status {status}, expected 1"));
+    }
+    if !stderr.to_lowercase().contains("refused") {
+        problems.push("stderr does not say \"refused\"".to_owned());
+    }
+    if !stderr.contains(pin) {
+        problems.push(format!("stderr lacks the presented fingerprint {pin}"));
+    }
+    if viewer.seen.iter().any(|l| l.starts_with("connected")) {
+        problems.push("it printed `connected`".to_owned());
+    }
+    (stderr, problems)
+}
+
 /// A known-hosts file with another fingerprint for the server: the viewer refuses (exit 1) and
 /// names both fingerprints; it never asks.
 #[test]
@@ -612,22 +632,9 @@ fn xrdp_changed_certificate_is_refused() -> TestResult {
                 if prompt { " and shows the first-use prompt" } else { "" }
             )));
         };
-        let stderr = viewer.stderr();
-        let mut problems = Vec::new();
-        if status.code() != Some(1) {
-            problems.push(format!("exit status {status}, expected 1"));
-        }
-        if !stderr.to_lowercase().contains("refused") {
-            problems.push("stderr does not say \"refused\"".to_owned());
-        }
+        let (stderr, mut problems) = refusal_problems(&viewer, status, &pin);
         if !stderr.contains(&wrong) {
             problems.push(format!("stderr lacks the remembered fingerprint {wrong}"));
-        }
-        if !stderr.contains(&pin) {
-            problems.push(format!("stderr lacks the presented fingerprint {pin}"));
-        }
-        if viewer.seen.iter().any(|l| l.starts_with("connected")) {
-            problems.push("it printed `connected`".to_owned());
         }
         if !problems.is_empty() {
             return Err(viewer.failure(format!("changed certificate: {}", problems.join("; "))));
@@ -656,17 +663,7 @@ fn xrdp_first_use_prompt_escape_refuses() -> TestResult {
                  {dialogs:?}"
             )));
         };
-        let stderr = viewer.stderr();
-        let mut problems = Vec::new();
-        if status.code() != Some(1) {
-            problems.push(format!("exit status {status}, expected 1"));
-        }
-        if !stderr.to_lowercase().contains("refused") {
-            problems.push("stderr does not say \"refused\"".to_owned());
-        }
-        if !stderr.contains(&pin) {
-            problems.push(format!("stderr lacks the fingerprint {pin}"));
-        }
+        let (stderr, mut problems) = refusal_problems(&viewer, status, &pin);
         let remembered = std::fs::read_to_string(&known)?;
         if remembered.contains(XRDP_ADDR) {
             problems.push(format!("the known-hosts file now holds the server: {remembered:?}"));
