@@ -8,8 +8,8 @@
 //!
 //! - **xrdp** 0.9 on 127.0.0.1:33890 (TLS), started or reused through
 //!   `../shared/peers/start-xrdp.sh` (override the directory with `RDP_PEERS_SCRIPTS`). Its
-//!   session is an Xorg server on display `:10` run by `rdpuser`; the tests look into it as that
-//!   user (`in_x`, like `.ci/run`).
+//!   session is an Xorg server run by `rdpuser` (on display `:10`, unless another user's session
+//!   took it); the tests look into it as that user (`in_x`, like `.ci/run`).
 //! - **GNOME Remote Desktop** 43 on 127.0.0.1:33896 (NLA), through
 //!   `../shared/peers/start-gnome-rd.sh`, in its `extend` mode.
 //!
@@ -133,20 +133,28 @@ fn require_tool(program: &str) -> TestResult {
     }
 }
 
-/// A shell command in xrdp's X session (display `:10`), as its user — what `.ci/run`'s `in_x`
+/// A shell command in xrdp's X session, as its user — what `.ci/run`'s `in_x`
 /// does.
 fn in_x(script: &str) -> Command {
     let mut command = Command::new("runuser");
-    command.args([
-        "-u",
-        "rdpuser",
-        "--",
-        "env",
-        "DISPLAY=:10",
-        "XAUTHORITY=/home/rdpuser/.Xauthority",
-    ]);
+    command.args(["-u", "rdpuser", "--", "env"]);
+    command.arg(format!("DISPLAY={}", session_display()));
+    command.arg("XAUTHORITY=/home/rdpuser/.Xauthority");
     command.args(["sh", "-c", script]);
     command
+}
+
+/// The display of rdpuser's xrdp session: `:10` on a machine where it is the only xrdp user,
+/// else whatever its Xorg was started on (another user's session may hold `:10`).
+fn session_display() -> String {
+    let listed = Command::new("pgrep").args(["-u", "rdpuser", "-a", "Xorg"]).output();
+    let from_xorg = listed.ok().and_then(|out| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find(|word| word.starts_with(':') && word[1..].parse::<u32>().is_ok())
+            .map(str::to_owned)
+    });
+    from_xorg.unwrap_or_else(|| ":10".to_owned())
 }
 
 /// The SHA-256 fingerprint of a PEM certificate, `AB:CD:…`, as `openssl` prints it (and as

@@ -1,4 +1,4 @@
-//! The viewer against xrdp 0.9 (TLS, Xorg session on display `:10`).
+//! The viewer against xrdp 0.9 (TLS, an Xorg session run by rdpuser).
 
 use super::*;
 
@@ -95,7 +95,7 @@ fn wait_session(viewer: &mut Viewer) -> TestResult {
             Ok(())
         }
         None => Err(viewer.failure(format!(
-            "the xrdp session's desktop (display :10, its xterm) did not come up within 30 s: {last}"
+            "the xrdp session's desktop (its xterm) did not come up within 30 s: {last}"
         ))),
     }
 }
