@@ -437,7 +437,7 @@ impl<S: crate::framing::FramedRead + crate::framing::FramedWrite> Session<S> {
                 height,
             }));
         } else if let Some(region) = composed.region {
-            if let Some(rect) = crate::session::clip(Rect::from(&region), width, height) {
+            if let Some(rect) = Rect::from(&region).clipped(width, height) {
                 self.events.push_back(Event::Graphics(rect));
             }
         }

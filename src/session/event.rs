@@ -200,8 +200,3 @@ impl Framebuffer<'_> {
         Some([px[0], px[1], px[2], px[3]])
     }
 }
-
-/// `rect` cut to a `width` x `height` framebuffer; `None` when nothing is left.
-pub(crate) fn clip(rect: Rect, width: u16, height: u16) -> Option<Rect> {
-    rect.clipped(width, height)
-}

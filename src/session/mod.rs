@@ -39,7 +39,6 @@ use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder};
 
 pub use self::drawn::Drawn;
-pub(crate) use self::event::clip;
 pub use self::event::{DisconnectReason, Event, Framebuffer, PointerEvent, Rect};
 use self::frame_progress::FrameProgress;
 pub use self::input::{ButtonState, KeyState, MouseButton, Scancode};

@@ -3,7 +3,6 @@
 use ironrdp_pdu::rdp::multitransport::MultitransportResponsePdu;
 use ironrdp_session::{ActiveStageOutput, GracefulDisconnectReason, SessionError};
 
-use super::event::clip;
 use super::{DisconnectReason, Event, PointerEvent, Rect, Session, State};
 use crate::{Error, ErrorKind, Result};
 
@@ -32,7 +31,7 @@ impl<S> Session<S> {
                     // IronRDP reports a surface command's whole destination, which a hostile
                     // server can place outside the framebuffer: clip, so that an application
                     // slicing the framebuffer by the rectangle stays in bounds.
-                    if let Some(rect) = clip(Rect::from(&rect), self.image.width(), self.image.height()) {
+                    if let Some(rect) = Rect::from(&rect).clipped(self.image.width(), self.image.height()) {
                         self.events.push_back(Event::Graphics(rect));
                     }
                 }

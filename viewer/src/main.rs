@@ -106,17 +106,29 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            // Empty when it was already printed (and shown).
-            if !message.is_empty() {
-                eprintln!("error: {message}");
-            }
+        Err(Failure::Reported) => ExitCode::FAILURE,
+        Err(Failure::Message(message)) => {
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
+/// Why the viewer stops with an error.
+enum Failure {
+    /// Already printed and shown to the user (a refused connection).
+    Reported,
+    /// To be printed.
+    Message(String),
+}
+
+impl<T: Into<String>> From<T> for Failure {
+    fn from(message: T) -> Self {
+        Failure::Message(message.into())
+    }
+}
+
+fn run(args: Args) -> Result<(), Failure> {
     let target = args
         .connect
         .target()
@@ -241,7 +253,7 @@ async fn session_life(
     target: &Target,
     config: ClientConfig,
     attempts: u32,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let Some(first) = viewer.while_waiting(connect(target, config.clone())).await else {
         say("closed");
         return Ok(());
@@ -262,7 +274,7 @@ async fn session_life(
             }
             Outcome::Ended(DisconnectReason::ConnectionLost(how)) => {
                 say("closed");
-                return Err(format!("the link dropped: {how}"));
+                return Err(format!("the link dropped: {how}").into());
             }
             Outcome::Ended(reason) => {
                 say("closed");
@@ -277,7 +289,7 @@ async fn session_life(
                     return Ok(());
                 }
             }
-            Outcome::Lost(e) => return Err(format!("the session failed: {}", async_rdp::report(&e))),
+            Outcome::Lost(e) => return Err(format!("the session failed: {}", async_rdp::report(&e)).into()),
         }
     }
 }
@@ -289,7 +301,7 @@ async fn reconnect_or_close(
     config: &ClientConfig,
     session: &mut ClientSession,
     attempts: u32,
-) -> Result<bool, String> {
+) -> Result<bool, Failure> {
     match reconnect(viewer, target, config, session, attempts).await? {
         Some(again) => {
             *session = again;
@@ -311,7 +323,7 @@ async fn reconnect(
     config: &ClientConfig,
     lost: &ClientSession,
     attempts: u32,
-) -> Result<Option<ClientSession>, String> {
+) -> Result<Option<ClientSession>, Failure> {
     // The window may have changed size since: ask for the desktop it shows now.
     let (width, height) = viewer.screen.window().size();
     let config = config
@@ -341,7 +353,8 @@ async fn reconnect(
     Err(format!(
         "the link dropped and {attempts} attempts to reconnect failed{}",
         last.map(|e| format!(": {}", async_rdp::report(&e))).unwrap_or_default()
-    ))
+    )
+    .into())
 }
 
 fn announce(viewer: &mut Viewer<'_>, session: &ClientSession, what: &str) {
@@ -354,11 +367,11 @@ fn announce(viewer: &mut Viewer<'_>, session: &ClientSession, what: &str) {
 /// Why a connection failed, with both fingerprints when a certificate was refused (also shown
 /// in a message box: the user may have started the viewer from a menu, with no terminal).
 /// Printed on stderr before the box opens, so that a script sees it even if nobody closes it.
-fn refused(error: &async_rdp::Error) -> String {
+fn refused(error: &async_rdp::Error) -> Failure {
     let message = async_rdp_cli::explain(error);
     eprintln!("error: {message}");
     prompt::show_error("Connection failed — async-rdp", &message);
-    String::new()
+    Failure::Reported
 }
 
 #[cfg(feature = "audio")]

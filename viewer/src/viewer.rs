@@ -116,7 +116,7 @@ impl<'tc> Viewer<'tc> {
     pub async fn run(&mut self, session: &mut ClientSession) -> Outcome {
         let fb = session.framebuffer();
         if let Err(e) = self.screen.resize(fb.width, fb.height) {
-            return Outcome::Lost(async_rdp::Error::new(async_rdp::ErrorKind::Io, "viewer").with_detail(e));
+            return drawing_failed(e);
         }
         loop {
             self.draw_if_due(session);
@@ -247,9 +247,7 @@ impl<'tc> Viewer<'tc> {
             Event::Graphics(rect) => self.screen.damage(rect),
             Event::Resized { width, height } => {
                 if let Err(e) = self.screen.resize(width, height) {
-                    return Some(Outcome::Lost(
-                        async_rdp::Error::new(async_rdp::ErrorKind::Io, "viewer").with_detail(e),
-                    ));
+                    return Some(drawing_failed(e));
                 }
                 say(&format!("resized {width}x{height}"));
             }
@@ -389,6 +387,11 @@ impl<'tc> Viewer<'tc> {
         }
         window.set_keyboard_grab(!leaving);
     }
+}
+
+/// The screen could not follow the session (a texture of the new size could not be made).
+fn drawing_failed(why: String) -> Outcome {
+    Outcome::Lost(async_rdp::Error::new(async_rdp::ErrorKind::Io, "viewer").with_detail(why))
 }
 
 fn share_local_clipboard(clipboard: &mut SharedClipboard, session: &mut ClientSession) {

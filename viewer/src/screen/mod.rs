@@ -143,16 +143,15 @@ impl<'tc> Screen<'tc> {
             return Ok(());
         }
         let view = self.view();
-        let damage: Vec<Rect> = self
-            .damage
-            .drain(..)
-            .filter_map(|r| r.clipped(fb.width, fb.height))
-            .collect();
+        // Damage comes from the session, already inside the framebuffer; the sizes were
+        // compared above.
         let clear = std::mem::take(&mut self.clear);
+        let damage = &self.damage;
         self.uploaded_pixels += match &mut self.output {
-            Output::Surface(window, order) => surface::draw(window, events, *order, view, fb, &damage, clear)?,
-            Output::Texture(output) => output.draw(view, fb, &damage)?,
+            Output::Surface(window, order) => surface::draw(window, events, *order, view, fb, damage, clear)?,
+            Output::Texture(output) => output.draw(view, fb, damage)?,
         };
+        self.damage.clear();
         self.pictures += 1;
         Ok(())
     }
@@ -163,10 +162,10 @@ impl<'tc> Screen<'tc> {
     }
 
     /// In 1:1 mode, moves the view so that the pointer at window position (`x`, `y`) sees the
-    /// same share of the desktop as of the window. Returns whether the view moved.
-    pub fn follow_pointer(&mut self, x: i32, y: i32) -> bool {
+    /// same share of the desktop as of the window (and redraws when the view moved).
+    pub fn follow_pointer(&mut self, x: i32, y: i32) {
         if self.scale != Scale::None {
-            return false;
+            return;
         }
         let window = self.window().size();
         let pan_axis = |pos: i32, win: u32, remote: u16| {
@@ -178,12 +177,10 @@ impl<'tc> Screen<'tc> {
             i32::try_from(spare * pos / i64::from(win)).unwrap_or(0)
         };
         let pan = (pan_axis(x, window.0, self.width), pan_axis(y, window.1, self.height));
-        let moved = pan != self.pan;
-        self.pan = pan;
-        if moved {
+        if pan != self.pan {
+            self.pan = pan;
             self.redraw();
         }
-        moved
     }
 
     fn view(&self) -> View {
