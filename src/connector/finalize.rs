@@ -108,6 +108,8 @@ where
 /// Drives one step of any IronRDP [`Sequence`] (a connector, an activation sequence, a
 /// server-side acceptor): reads the frame it waits for, if any, steps it with that frame's
 /// arrival time, and writes its reply, if any. `buf` is scratch space reused across calls.
+/// Fast-path frames that arrive ahead of the awaited one stay buffered for whatever reads next
+/// ([`Framed::read_by_hint_keeping_output`]).
 ///
 /// ```no_run
 /// # async_std::task::block_on(async {
@@ -139,7 +141,11 @@ where
         buf.clear();
         let written = match sequence.next_pdu_hint() {
             Some(hint) => {
-                let pdu = framed.read_by_hint(hint).await.map_err(|e| e.in_context(context))?;
+                // Graphics a server sends before the sequence ends are the session's first frames.
+                let pdu = framed
+                    .read_by_hint_keeping_output(hint)
+                    .await
+                    .map_err(|e| e.in_context(context))?;
                 log::trace!("{}: received {} bytes", sequence.state().name(), pdu.len());
                 sequence.step(&pdu, framed.last_read_at(), buf)
             }

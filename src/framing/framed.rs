@@ -29,6 +29,12 @@ pub const MAX_FRAME_SIZE: usize = u16::MAX as usize;
 /// take many small frames in one system call, small enough for a board with little memory.
 pub const READ_CHUNK: usize = 16 * 1024;
 
+/// How many bytes of fast-path output
+/// [`read_by_hint_keeping_output`](Framed::read_by_hint_keeping_output) keeps while it waits
+/// for an activation frame: a few full-screen RemoteFX frames at most, since a server that
+/// draws early does so in the short time the client takes to finish the sequence.
+pub const MAX_HELD_OUTPUT: usize = 16 * MAX_FRAME_SIZE;
+
 /// The shortest TPKT frame: its own 4-byte header ([T.123] 8).
 const TPKT_HEADER_LEN: usize = 4;
 
@@ -91,8 +97,9 @@ impl<S> Framed<S> {
 
     /// Sets the largest frame accepted, [`MAX_FRAME_SIZE`] by default.
     ///
-    /// The buffer never grows past this bound plus one read ([`READ_CHUNK`]); a frame header
-    /// announcing more, or a hint that keeps asking for more bytes past it, is an error.
+    /// The buffer never grows past this bound plus one read ([`READ_CHUNK`]), plus the
+    /// fast-path output kept during an activation sequence ([`MAX_HELD_OUTPUT`]); a frame
+    /// header announcing more, or a hint that keeps asking for more bytes past it, is an error.
     #[must_use]
     pub fn with_max_frame_size(mut self, max_frame_size: usize) -> Self {
         self.max_frame_size = max_frame_size.max(TPKT_HEADER_LEN);
@@ -290,10 +297,45 @@ impl<S: FramedRead> Framed<S> {
 
     /// The poll form of [`read_by_hint`](Self::read_by_hint).
     pub fn poll_read_by_hint(&mut self, cx: &mut Context<'_>, hint: &dyn PduHint) -> Poll<Result<Bytes>> {
+        self.poll_read_hinted(cx, hint, false)
+    }
+
+    /// [`read_by_hint`](Self::read_by_hint) for the activation sequence: fast-path frames that
+    /// arrive before the frame the hint waits for stay buffered, in order, and are what the next
+    /// [`read_pdu`](Self::read_pdu) returns once the sequence is done.
+    ///
+    /// A server may start drawing as soon as it has the client's Confirm Active, before it
+    /// sends its own finalization PDUs (xrdp does after a resize), and a RemoteFX stream sends
+    /// its codec headers only in its first frame: dropping that frame would make every later
+    /// one undecodable. What is kept is bounded by [`MAX_HELD_OUTPUT`]; fast-path frames past
+    /// it, and any other frame the hint does not expect, are dropped as `read_by_hint` does.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, like [`read_pdu`](Self::read_pdu).
+    pub async fn read_by_hint_keeping_output(&mut self, hint: &dyn PduHint) -> Result<Bytes> {
+        poll_fn(|cx| self.poll_read_hinted(cx, hint, true)).await
+    }
+
+    /// The poll form of [`read_by_hint_keeping_output`](Self::read_by_hint_keeping_output).
+    pub fn poll_read_by_hint_keeping_output(
+        &mut self,
+        cx: &mut Context<'_>,
+        hint: &dyn PduHint,
+    ) -> Poll<Result<Bytes>> {
+        self.poll_read_hinted(cx, hint, true)
+    }
+
+    /// Finds the first frame after `held` kept bytes that the hint expects; frames before it
+    /// are kept (fast-path output, when `keep_output`, within the bound) or dropped.
+    fn poll_read_hinted(&mut self, cx: &mut Context<'_>, hint: &dyn PduHint, keep_output: bool) -> Poll<Result<Bytes>> {
+        // Recounted from the front on every poll, so a cancelled read loses nothing.
+        let mut held = 0;
         loop {
-            let found = hint.find_size(self.peek()).map_err(|e| {
+            let rest = &self.peek()[held..];
+            let found = hint.find_size(rest).map_err(|e| {
                 Error::new(ErrorKind::InvalidFrame, "read frame by hint")
-                    .with_detail(format!("{hint:?} rejected {:02x?}", head(self.peek())))
+                    .with_detail(format!("{hint:?} rejected {:02x?}", head(rest)))
                     .with_source(e)
             })?;
             match found {
@@ -305,28 +347,47 @@ impl<S: FramedRead> Framed<S> {
                 }
                 Some((matched, len)) => {
                     self.check_frame_len(len, "read frame by hint")?;
-                    if self.filled < len {
-                        ready!(self.poll_fill(cx, Some(len), "read frame by hint"))?;
+                    if self.filled < held + len {
+                        ready!(self.poll_fill(cx, Some(held + len), "read frame by hint"))?;
                         continue;
                     }
-                    let frame = self.take(len).freeze();
                     if matched {
-                        return Poll::Ready(Ok(frame));
+                        return Poll::Ready(Ok(self.cut(held, len)));
                     }
+                    if keep_output && held + len <= MAX_HELD_OUTPUT && is_fast_path(rest, len) {
+                        held += len;
+                        continue;
+                    }
+                    drop(self.cut(held, len));
                     log::debug!("Dropped a {len}-byte frame that {hint:?} does not expect");
                 }
                 None => {
-                    if self.filled >= self.max_frame_size {
+                    if self.filled - held >= self.max_frame_size {
                         return Poll::Ready(Err(Error::new(ErrorKind::FrameTooLarge, "read frame by hint")
                             .with_detail(format!(
                                 "{hint:?} still wants more after {} bytes (bound {})",
-                                self.filled, self.max_frame_size
+                                self.filled - held,
+                                self.max_frame_size
                             ))));
                     }
                     ready!(self.poll_fill(cx, None, "read frame by hint"))?;
                 }
             }
         }
+    }
+
+    /// Takes `len` buffered bytes that follow `held` kept ones out of the buffer; the kept
+    /// bytes stay in front.
+    fn cut(&mut self, held: usize, len: usize) -> Bytes {
+        if held == 0 {
+            return self.take(len).freeze();
+        }
+        let from = self.start + held;
+        let frame = Bytes::copy_from_slice(&self.buf[from..from + len]);
+        // The tail moves over the cut; the bytes after it stay initialised scratch.
+        self.buf.copy_within(from + len..self.start + self.filled, from);
+        self.filled -= len;
+        frame
     }
 
     /// Waits until at least one more byte is buffered, without consuming anything.
@@ -560,6 +621,11 @@ where
 }
 
 /// The first bytes of a buffer, for error messages about a bad header.
+/// Whether the `len` bytes at the front of `bytes` are one fast-path frame.
+fn is_fast_path(bytes: &[u8], len: usize) -> bool {
+    matches!(ironrdp_pdu::find_size(bytes), Ok(Some(info)) if info.action == Action::FastPath && info.length == len)
+}
+
 fn head(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.len().min(8)]
 }
@@ -764,6 +830,61 @@ mod tests {
         assert_eq!(&got[..], &[1, 2, 3, 4, 5]);
         assert_eq!(f.peek(), &[6, 7]);
         assert!(f.last_read_at().is_some());
+    }
+
+    /// Fast-path output around the TPKT frame an activation sequence waits for.
+    fn output_around_activation() -> Vec<Vec<u8>> {
+        vec![
+            fastpath_frame(10, 1),
+            fastpath_frame(0x80, 2),
+            x224_frame(20, 3),
+            fastpath_frame(5, 4),
+        ]
+    }
+
+    #[test]
+    fn activation_read_keeps_fast_path_output_in_order() {
+        let frames = output_around_activation();
+        let data = frames.concat();
+        for seed in 1..=8 {
+            for max in [1, 7, 4096] {
+                let mut f = LocalFramed::new(ScriptStream::random_chunks(&data, seed, max, End::Eof));
+                let got = block_on(f.read_by_hint_keeping_output(&ironrdp_pdu::X224_HINT)).expect("x224");
+                assert_eq!(&got[..], &frames[2][..], "seed {seed} max {max}");
+                let rest = read_all(&mut f, 3);
+                assert_eq!(rest, [frames[0].clone(), frames[1].clone(), frames[3].clone()]);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_hinted_read_still_drops_what_it_skips() {
+        let frames = output_around_activation();
+        let mut f = framed(vec![frames.concat()], End::Eof);
+        let got = block_on(f.read_by_hint(&ironrdp_pdu::X224_HINT)).expect("x224");
+        assert_eq!(&got[..], &frames[2][..]);
+        assert_eq!(read_all(&mut f, 1), [frames[3].clone()]);
+    }
+
+    #[test]
+    fn kept_output_is_bounded() {
+        let len = 0x7fff;
+        let kept = MAX_HELD_OUTPUT / len;
+        let mut chunks: Vec<Vec<u8>> = (0..kept + 8).map(|i| fastpath_frame(len, i as u8)).collect();
+        chunks.push(x224_frame(9, 0xee));
+        chunks.push(fastpath_frame(6, 0xff));
+        let mut f = framed(chunks.clone(), End::Eof);
+        let got = block_on(f.read_by_hint_keeping_output(&ironrdp_pdu::X224_HINT)).expect("x224");
+        assert_eq!(&got[..], &chunks[kept + 8][..]);
+        assert!(
+            f.buffer_capacity() <= MAX_HELD_OUTPUT + MAX_FRAME_SIZE + READ_CHUNK,
+            "capacity {}",
+            f.buffer_capacity()
+        );
+        // The first frames that fit the bound, in order; the ones past it are gone.
+        let rest = read_all(&mut f, kept + 1);
+        assert_eq!(rest[..kept], chunks[..kept]);
+        assert_eq!(rest[kept], chunks[kept + 9]);
     }
 
     #[test]

@@ -22,5 +22,5 @@
 mod framed;
 mod stream;
 
-pub use self::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, READ_CHUNK};
+pub use self::framed::{Framed, LocalFramed, SendFramed, SyncFramed, MAX_FRAME_SIZE, MAX_HELD_OUTPUT, READ_CHUNK};
 pub use self::stream::{FramedRead, FramedWrite, LocalStream, Prefixed, SendStream, StreamWrapper, SyncStream};

@@ -26,7 +26,9 @@ impl<S: FramedRead + FramedWrite> Session<S> {
         self.scratch.clear();
         let written = match activation.next_pdu_hint() {
             Some(hint) => {
-                let pdu = match ready!(self.framed.poll_read_by_hint(cx, hint)) {
+                // Graphics for the new desktop that come before the sequence ends are kept for
+                // the new decoder (a RemoteFX stream's codec headers come only in its first frame).
+                let pdu = match ready!(self.framed.poll_read_by_hint_keeping_output(cx, hint)) {
                     Ok(pdu) => pdu,
                     Err(e) => return Poll::Ready(self.lost_or_fail(e.in_context("session"))),
                 };

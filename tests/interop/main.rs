@@ -186,3 +186,5 @@ mod ironrdp_server;
 mod ironrdp_server_audio;
 mod ironrdp_server_egfx;
 mod xrdp;
+#[path = "../common/xrdp_session.rs"]
+mod xrdp_session;

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 mod gnome;
 mod xrdp;
+#[path = "../../../tests/common/xrdp_session.rs"]
+mod xrdp_session;
 
 // ---------------------------------------------------------------------------------------------
 // Failures that print as written (a `Box<dyn Error>` returned from a test prints its Debug form,
@@ -133,28 +135,9 @@ fn require_tool(program: &str) -> TestResult {
     }
 }
 
-/// A shell command in xrdp's X session, as its user — what `.ci/run`'s `in_x`
-/// does.
+/// A shell command in xrdp's X session, as its user — what `.ci/run`'s `in_x` does.
 fn in_x(script: &str) -> Command {
-    let mut command = Command::new("runuser");
-    command.args(["-u", "rdpuser", "--", "env"]);
-    command.arg(format!("DISPLAY={}", session_display()));
-    command.arg("XAUTHORITY=/home/rdpuser/.Xauthority");
-    command.args(["sh", "-c", script]);
-    command
-}
-
-/// The display of rdpuser's xrdp session: `:10` on a machine where it is the only xrdp user,
-/// else whatever its Xorg was started on (another user's session may hold `:10`).
-fn session_display() -> String {
-    let listed = Command::new("pgrep").args(["-u", "rdpuser", "-a", "Xorg"]).output();
-    let from_xorg = listed.ok().and_then(|out| {
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .find(|word| word.starts_with(':') && word[1..].parse::<u32>().is_ok())
-            .map(str::to_owned)
-    });
-    from_xorg.unwrap_or_else(|| ":10".to_owned())
+    xrdp_session::in_session("rdpuser", script)
 }
 
 /// The SHA-256 fingerprint of a PEM certificate, `AB:CD:…`, as `openssl` prints it (and as
