@@ -135,6 +135,34 @@ fn resize_rebuilds_the_framebuffer() -> TestResult {
     })
 }
 
+/// A server that draws the new desktop before the reactivation's finalization PDUs (as xrdp
+/// can) and never again: the client keeps that frame for the rebuilt decoder.
+#[test]
+fn frame_drawn_during_reactivation_is_shown() -> TestResult {
+    let config = Config {
+        draw_during_reactivation: true,
+        ..config(Security::Tls)
+    };
+    run(config, |mut server| async move {
+        let config = server.client_config().with_security(async_rdp::Security::Tls);
+        let mut session = connect(server.addr(), config).await?;
+        wait_for_pattern(&mut session).await?;
+        server.command(Command::Resize {
+            width: 640,
+            height: 480,
+        })?;
+        loop {
+            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
+                Event::Resized { width, height } => break assert_eq!((width, height), (640, 480)),
+                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                _ => {}
+            }
+        }
+        wait_for_pattern(&mut session).await?;
+        Ok(())
+    })
+}
+
 #[test]
 fn input_arrives_with_the_right_values() -> TestResult {
     run(config(Security::Nla), |mut server| async move {

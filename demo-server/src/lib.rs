@@ -129,6 +129,12 @@ pub struct Config {
     /// Suppress Output, [`Command::Redraw`], a resize). `Some(period)`: also redraw the clock
     /// in [`animated_region`] every `period`.
     pub animate: Option<Duration>,
+    /// `false` (the default): after a resize, draw once the reactivation is complete. `true`:
+    /// draw the new desktop as soon as the client has confirmed its capabilities, ahead of the
+    /// server's finalization PDUs, and not again after them — as xrdp can. A client that drops
+    /// what arrives before the sequence ends then shows nothing (and, with xrdp's RemoteFX,
+    /// whose codec headers come only in the first frame, cannot decode anything after it).
+    pub draw_during_reactivation: bool,
     /// `None` (the default): a fresh self-signed certificate for `localhost` and `127.0.0.1`,
     /// made at bind time. `Some`: this certificate and key instead (a test's own CA-signed
     /// leaf, say, or the same identity again after a restart).
@@ -185,6 +191,7 @@ impl std::fmt::Debug for Config {
             .field("security", &self.security)
             .field("desktop", &self.desktop)
             .field("animate", &self.animate)
+            .field("draw_during_reactivation", &self.draw_during_reactivation)
             .field("identity", &self.identity)
             .finish()
     }
@@ -201,6 +208,7 @@ impl Default for Config {
                 height: 720,
             },
             animate: None,
+            draw_during_reactivation: false,
             identity: None,
         }
     }
@@ -382,6 +390,7 @@ impl DemoServer {
                 let settings = SessionSettings {
                     desktop: self.config.desktop,
                     animate: self.config.animate,
+                    draw_during_reactivation: self.config.draw_during_reactivation,
                     user_name: self.config.username.clone(),
                 };
                 return Ok(Connection {

@@ -8,8 +8,9 @@ use async_rdp::framing::LocalFramed;
 use async_rdp::{Error, ErrorKind};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{pin_mut, select_biased, FutureExt as _, StreamExt as _};
-use ironrdp_acceptor::{Acceptor, AcceptorResult};
+use ironrdp_acceptor::{Acceptor, AcceptorResult, AcceptorState};
 use ironrdp_connector::DesktopSize;
+use ironrdp_connector::Sequence as _;
 use ironrdp_core::{decode, WriteBuf};
 use ironrdp_pdu::geometry::InclusiveRectangle;
 use ironrdp_pdu::input::fast_path::{FastPathInput, FastPathInputEvent, KeyboardFlags};
@@ -165,6 +166,7 @@ const MAX_DIMENSION: u16 = 8192;
 pub(crate) struct SessionSettings {
     pub(crate) desktop: DesktopSize,
     pub(crate) animate: Option<Duration>,
+    pub(crate) draw_during_reactivation: bool,
     pub(crate) user_name: String,
 }
 
@@ -627,20 +629,27 @@ impl Session {
                 .with_detail(e.to_string())
                 .with_source(e)
         })?;
-        let mut buf = WriteBuf::new();
-        let result = loop {
-            if let Some(result) = acceptor.get_result() {
-                break result;
-            }
-            drive_step(&mut self.framed, &mut acceptor, &mut buf, "server reactivation").await?;
-        };
-        self.acceptor = Some(acceptor);
-        self.result = result;
         self.settings.desktop = desktop;
         self.fb = Framebuffer::new(width, height);
         if self.settings.animate.is_some() {
             self.fb.set_clock(ClockFace::now(self.tick));
         }
+        let mut drew_early = false;
+        let mut buf = WriteBuf::new();
+        let result = loop {
+            if let Some(result) = acceptor.get_result() {
+                break result;
+            }
+            let state = acceptor.state().as_any().downcast_ref::<AcceptorState>();
+            let finalizing = matches!(state, Some(AcceptorState::ConnectionFinalization { .. }));
+            if self.settings.draw_during_reactivation && finalizing && !drew_early {
+                self.send_frame().await?;
+                drew_early = true;
+            }
+            drive_step(&mut self.framed, &mut acceptor, &mut buf, "server reactivation").await?;
+        };
+        self.acceptor = Some(acceptor);
+        self.result = result;
         let (x, y) = self.mouse;
         self.mouse = (x.min(width - 1), y.min(height - 1));
         self.emit(ServerEvent::Resized { width, height });
@@ -648,6 +657,9 @@ impl Session {
             return Ok(());
         }
         self.send_pointer().await?;
+        if drew_early {
+            return Ok(());
+        }
         self.send_frame().await
     }
 

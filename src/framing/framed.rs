@@ -31,9 +31,10 @@ pub const READ_CHUNK: usize = 16 * 1024;
 
 /// How many bytes of fast-path output
 /// [`read_by_hint_keeping_output`](Framed::read_by_hint_keeping_output) keeps while it waits
-/// for an activation frame: a few full-screen RemoteFX frames at most, since a server that
-/// draws early does so in the short time the client takes to finish the sequence.
-pub const MAX_HELD_OUTPUT: usize = 16 * MAX_FRAME_SIZE;
+/// for an activation frame: one uncompressed 32-bit picture of 2560x1600 (a server that draws
+/// early does so in the short time the client takes to finish the sequence), and a bound on
+/// what a hostile server can make the client buffer.
+pub const MAX_HELD_OUTPUT: usize = 16 << 20;
 
 /// The shortest TPKT frame: its own 4-byte header ([T.123] 8).
 const TPKT_HEADER_LEN: usize = 4;
@@ -434,7 +435,13 @@ impl<S: FramedRead> Framed<S> {
         }
         if self.buf.len() - self.start - self.filled < room {
             self.forget_returned();
-            let want = needed.max(READ_CHUNK);
+            let mut want = needed.max(READ_CHUNK);
+            if self.filled > self.max_frame_size {
+                // Only output kept during an activation sequence gets here: grow it
+                // geometrically, within its bound, so keeping n bytes copies O(n), not O(n²).
+                let bound = MAX_HELD_OUTPUT + self.max_frame_size + READ_CHUNK;
+                want = want.max(self.filled.min(bound.saturating_sub(self.filled)));
+            }
             // Drop the stale scratch first so that compacting moves only buffered frame bytes.
             self.buf.truncate(self.filled);
             if !self.buf.try_reclaim(want) {
