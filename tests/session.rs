@@ -143,7 +143,7 @@ fn frame_drawn_during_reactivation_is_shown() -> TestResult {
         draw_during_reactivation: true,
         ..config(Security::Tls)
     };
-    run(config, |mut server| async move {
+    run(config, |server| async move {
         let config = server.client_config().with_security(async_rdp::Security::Tls);
         let mut session = connect(server.addr(), config).await?;
         wait_for_pattern(&mut session).await?;
