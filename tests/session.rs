@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_rdp::{connect, connect_with_timings, ClientConfig, DisconnectReason, ErrorKind, Event, MouseButton};
-use async_rdp_demo_server::testing::{first_mismatch, pinned, run, wait_for_pattern, TestResult};
+use async_rdp_demo_server::testing::{first_mismatch, pinned, run, wait_for_pattern, wait_for_resize, TestResult};
 use async_rdp_demo_server::{Command, Config, Security, ServerEvent};
 use futures::FutureExt;
 
@@ -106,16 +106,7 @@ fn resize_rebuilds_the_framebuffer() -> TestResult {
             width: 800,
             height: 600,
         })?;
-        loop {
-            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
-                Event::Resized { width, height } => {
-                    assert_eq!((width, height), (800, 600));
-                    break;
-                }
-                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-                _ => {}
-            }
-        }
+        assert_eq!(wait_for_resize(&mut session).await?, (800, 600));
         let fb = session.framebuffer();
         assert_eq!((fb.width, fb.height, fb.stride), (800, 600, 800 * 4));
         server
@@ -151,13 +142,7 @@ fn frame_drawn_during_reactivation_is_shown() -> TestResult {
             width: 640,
             height: 480,
         })?;
-        loop {
-            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
-                Event::Resized { width, height } => break assert_eq!((width, height), (640, 480)),
-                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-                _ => {}
-            }
-        }
+        assert_eq!(wait_for_resize(&mut session).await?, (640, 480));
         wait_for_pattern(&mut session).await?;
         Ok(())
     })

@@ -314,6 +314,21 @@ pub async fn first_graphics(session: &mut ClientSession, each: Option<Duration>)
     }
 }
 
+/// The size of the next [`Event::Resized`], within 20 s (a real server's resize can take
+/// seconds); a disconnection first is an error.
+pub async fn wait_for_resize(session: &mut ClientSession) -> TestResult<(u16, u16)> {
+    loop {
+        match async_std::future::timeout(Duration::from_secs(20), session.next_event()).await {
+            Err(_) => return Err("no Resized within 20 s".into()),
+            Ok(event) => match event? {
+                Event::Resized { width, height } => return Ok((width, height)),
+                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
+                _ => {}
+            },
+        }
+    }
+}
+
 /// Processes events until none has come for `quiet`.
 pub async fn drain_until_quiet(session: &mut ClientSession, quiet: Duration) -> TestResult {
     loop {

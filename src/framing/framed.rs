@@ -353,6 +353,9 @@ impl<S: FramedRead> Framed<S> {
                         continue;
                     }
                     if matched {
+                        if held > 0 {
+                            log::debug!("Kept {held} bytes of fast-path output that came before the awaited frame");
+                        }
                         return Poll::Ready(Ok(self.cut(held, len)));
                     }
                     if keep_output && held + len <= MAX_HELD_OUTPUT && is_fast_path(rest, len) {

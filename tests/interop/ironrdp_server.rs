@@ -358,16 +358,7 @@ fn ironrdp_server_resize_reactivates_at_the_new_size() -> TestResult {
         let mut session = screenshot(&peer.addr, config, Duration::from_millis(300)).await?;
         peer.wait_for("activated")?;
         peer.command("resize 800 600")?;
-        loop {
-            match async_std::future::timeout(Duration::from_secs(10), session.next_event()).await?? {
-                Event::Resized { width, height } => {
-                    assert_eq!((width, height), (800, 600));
-                    break;
-                }
-                Event::Disconnected(reason) => return Err(format!("disconnected: {reason:?}").into()),
-                _ => {}
-            }
-        }
+        assert_eq!(wait_for_resize(&mut session).await?, (800, 600));
         peer.wait_for("resized")?;
         // Let the full frame at the new size arrive, then compare every pixel.
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -28,7 +28,7 @@ use async_rdp::channels::Monitor;
 use async_rdp::trust::Fingerprint;
 use async_rdp::Codec;
 use async_rdp::{ClientConfig, ClientSession, ColorDepth, DisconnectReason, ErrorKind, Event, MouseButton};
-use async_rdp_demo_server::testing::{drain_until_quiet, BoxError, TestResult};
+use async_rdp_demo_server::testing::{drain_until_quiet, wait_for_resize, BoxError, TestResult};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -164,20 +164,6 @@ fn assert_pixel(session: &ClientSession, x: u16, y: u16, want: [u8; 3], toleranc
             decoder_summary()
         )
         .into())
-    }
-}
-
-/// The size of the next `Event::Resized`, within 20 s.
-async fn wait_for_resize(session: &mut ClientSession) -> TestResult<(u16, u16)> {
-    loop {
-        match async_std::future::timeout(Duration::from_secs(20), session.next_event()).await {
-            Err(_) => return Err("no Resized within 20 s".into()),
-            Ok(event) => {
-                if let Event::Resized { width, height } = event? {
-                    return Ok((width, height));
-                }
-            }
-        }
     }
 }
 
