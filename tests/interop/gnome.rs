@@ -1,6 +1,7 @@
 //! GNOME Remote Desktop 43 (headless, NLA only, EGFX with RemoteFX Progressive).
 
 use super::*;
+use crate::peer_desktops::{gnome_typed_lines, GNOME_STATE};
 
 const GNOME_PORT: &str = "33896";
 const GNOME_USER: &str = "rdpuser";
@@ -8,7 +9,6 @@ const GNOME_PASS: &str = "Rdp-Passw0rd";
 /// The test desktop's background (the peers' notes): teal #2e8e8e, probed at (1000, 600).
 const GNOME_BACKGROUND: [u8; 3] = [0x2e, 0x8e, 0x8e];
 const GNOME_PROBE: (u16, u16) = (1000, 600);
-const GNOME_STATE: &str = "/tmp/rdp-peers/gnome-rd";
 
 struct Gnome {
     addr: String,
@@ -18,16 +18,6 @@ struct Gnome {
 impl Gnome {
     fn config(&self) -> ClientConfig {
         ClientConfig::new(GNOME_USER, GNOME_PASS).with_trust(async_rdp::Trust::pinned([self.fingerprint]))
-    }
-
-    /// Lines the desktop app logged for typed text (`typed: …`).
-    fn typed(&self) -> TestResult<Vec<String>> {
-        let log = std::fs::read_to_string(format!("{GNOME_STATE}/desktop.log"))?;
-        Ok(log
-            .lines()
-            .filter_map(|l| l.strip_prefix("typed: "))
-            .map(str::to_owned)
-            .collect())
     }
 }
 
@@ -224,9 +214,9 @@ fn gnome_clipboard_text_both_ways() -> TestResult {
         assert_eq!(copied, text, "copied back from GNOME");
         press(&mut session, &[0x1c]).await?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !gnome.typed()?.contains(&text) {
+        while !gnome_typed_lines()?.contains(&text) {
             if Instant::now() > deadline {
-                return Err(format!("the desktop app logged {:?}, not the pasted text", gnome.typed()?).into());
+                return Err(format!("the desktop app logged {:?}, not the pasted text", gnome_typed_lines()?).into());
             }
             let _ = async_std::future::timeout(Duration::from_millis(100), session.next_event()).await;
         }

@@ -171,6 +171,6 @@ mod gnome;
 mod ironrdp_server;
 mod ironrdp_server_audio;
 mod ironrdp_server_egfx;
+#[path = "../common/peer_desktops.rs"]
+mod peer_desktops;
 mod xrdp;
-#[path = "../common/xrdp_session.rs"]
-mod xrdp_session;

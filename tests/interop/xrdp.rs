@@ -408,7 +408,7 @@ fn bmp_file(width: u32, height: u32, rgba: &[u8]) -> Vec<u8> {
 
 /// Runs `command` with `sh -c` as the xrdp session's user, on its X display; returns stdout.
 fn in_xrdp_session(command: &str) -> TestResult<String> {
-    let out = crate::xrdp_session::in_session(XRDP_USER, command)
+    let out = crate::peer_desktops::in_session(XRDP_USER, command)
         .output()
         .map_err(|e| {
             missing(&format!(

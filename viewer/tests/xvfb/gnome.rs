@@ -1,23 +1,13 @@
 //! The viewer against GNOME Remote Desktop 43 in its `extend` mode (NLA, the graphics pipeline).
 
 use super::*;
+use crate::peer_desktops::{gnome_typed_lines, GNOME_STATE};
 
 const GNOME_TARGET: &str = "rdp://rdpuser@127.0.0.1:33896";
 const GNOME_PASS: &str = "Rdp-Passw0rd";
-const GNOME_STATE: &str = "/tmp/rdp-peers/gnome-rd";
 /// The test desktop's background (the peers' notes): teal #2e8e8e, probed at (1000, 600).
 const GNOME_TEAL: [u8; 3] = [0x2e, 0x8e, 0x8e];
 const GNOME_PROBE: (u32, u32) = (1000, 600);
-
-/// Lines the desktop app logged for typed text (`typed: …`).
-fn typed() -> TestResult<Vec<String>> {
-    let log = std::fs::read_to_string(format!("{GNOME_STATE}/desktop.log"))?;
-    Ok(log
-        .lines()
-        .filter_map(|l| l.strip_prefix("typed: "))
-        .map(str::to_owned)
-        .collect())
-}
 
 /// The desktop at 1280x720 shows teal at the probe point; text typed with the US layout
 /// reaches the desktop app's entry (`typed: hello from the viewer` in its log).
@@ -69,7 +59,7 @@ fn gnome_desktop_and_typing() -> TestResult {
         )));
     }
 
-    let before = typed()?.iter().filter(|t| *t == TEXT).count();
+    let before = gnome_typed_lines()?.iter().filter(|t| *t == TEXT).count();
     window.focus(&x)?;
     x.xdotool(&[
         "mousemove",
@@ -86,10 +76,10 @@ fn gnome_desktop_and_typing() -> TestResult {
     x.xdotool(&["type", "--delay", "30", TEXT])?;
     x.xdotool(&["key", "Return"])?;
     let logged = poll(Duration::from_secs(15), || {
-        Ok((typed()?.iter().filter(|t| *t == TEXT).count() > before).then_some(()))
+        Ok((gnome_typed_lines()?.iter().filter(|t| *t == TEXT).count() > before).then_some(()))
     })?;
     if logged.is_none() {
-        let lines = typed()?;
+        let lines = gnome_typed_lines()?;
         return Err(viewer.failure(format!(
             "typed {TEXT:?} + Return; expected `typed: {TEXT}` in {GNOME_STATE}/desktop.log within 15 s; \
              its last typed lines: {:?}",

@@ -34,9 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod gnome;
+#[path = "../../../tests/common/peer_desktops.rs"]
+mod peer_desktops;
 mod xrdp;
-#[path = "../../../tests/common/xrdp_session.rs"]
-mod xrdp_session;
 
 // ---------------------------------------------------------------------------------------------
 // Failures that print as written (a `Box<dyn Error>` returned from a test prints its Debug form,
@@ -137,7 +137,7 @@ fn require_tool(program: &str) -> TestResult {
 
 /// A shell command in xrdp's X session, as its user — what `.ci/run`'s `in_x` does.
 fn in_x(script: &str) -> Command {
-    xrdp_session::in_session("rdpuser", script)
+    peer_desktops::in_session("rdpuser", script)
 }
 
 /// The SHA-256 fingerprint of a PEM certificate, `AB:CD:…`, as `openssl` prints it (and as

@@ -1,9 +1,10 @@
-//! Shell commands in the xrdp peer's X session, as its user: shared by the interop tests and
-//! the viewer's Xvfb tests (`#[path]`-included by both).
+//! The shared peers' test desktops, seen from outside: shell commands in the xrdp session's X
+//! display, and the lines the GNOME test desktop logs for typed text. Shared by the interop
+//! tests and the viewer's Xvfb tests (`#[path]`-included by both).
 //!
-//! The session's display is looked up, not assumed: xrdp-sesman gives a new session the first
-//! free display from `:10`, so another user's session, or a lock file that an earlier run's
-//! killed X server left in `/tmp`, moves it to `:11` and up.
+//! The xrdp session's display is looked up, not assumed: xrdp-sesman gives a new session the
+//! first free display from `:10`, so another user's session, or a lock file that an earlier
+//! run's killed X server left in `/tmp`, moves it to `:11` and up.
 
 use std::process::Command;
 
@@ -28,4 +29,17 @@ pub fn in_session(user: &str, script: &str) -> Command {
     command.arg(format!("XAUTHORITY=/home/{user}/.Xauthority"));
     command.args(["sh", "-c", script]);
     command
+}
+
+/// Where `start-gnome-rd.sh` keeps GNOME Remote Desktop's state and logs.
+pub const GNOME_STATE: &str = "/tmp/rdp-peers/gnome-rd";
+
+/// The lines the GNOME test desktop logged for text typed into its entry (`typed: …`).
+pub fn gnome_typed_lines() -> std::io::Result<Vec<String>> {
+    let log = std::fs::read_to_string(format!("{GNOME_STATE}/desktop.log"))?;
+    Ok(log
+        .lines()
+        .filter_map(|l| l.strip_prefix("typed: "))
+        .map(str::to_owned)
+        .collect())
 }
