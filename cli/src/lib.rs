@@ -65,7 +65,8 @@ pub struct ConnectArgs {
         long_help = "The server: rdp://[user[:password]@]host[:port], host[:port] or [v6]:port (the port \
                      defaults to 3389). The user may be DOMAIN\\user (quote the backslash for the shell). A \
                      password in the URL is accepted but visible to other users (ps); without one, it comes from \
-                     the RDP_PASSWORD environment variable, else from a prompt on the terminal."
+                     the RDP_PASSWORD environment variable, else from a prompt on the terminal (the viewer, \
+                     started with no terminal, asks in its window)."
     )]
     pub target: Option<String>,
 
@@ -175,6 +176,13 @@ pub enum FirstUseArg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliError(String);
 
+impl CliError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -225,6 +233,16 @@ impl ConnectArgs {
     pub fn client_config(&self, target: &Target, ask: Option<AskFn>) -> Result<ClientConfig, CliError> {
         self.options.client_config(target, ask)
     }
+
+    /// See [`ConnectOptions::client_config_asking`].
+    pub fn client_config_asking(
+        &self,
+        target: &Target,
+        ask: Option<AskFn>,
+        ask_password: &AskPasswordFn<'_>,
+    ) -> Result<ClientConfig, CliError> {
+        self.options.client_config_asking(target, ask, ask_password)
+    }
 }
 
 impl ConnectOptions {
@@ -241,6 +259,26 @@ impl ConnectOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn password(&self, target: &Target) -> Result<Secret, CliError> {
+        self.password_asking(target, &ask_password_on_terminal)
+    }
+
+    /// [`password`](Self::password) with another way to ask when neither the URL nor
+    /// `RDP_PASSWORD` has it: `ask` gets who the password is for (`DOMAIN\user@host`) and may
+    /// ask in a window, as the viewer does when it has no terminal.
+    ///
+    /// ```
+    /// # use async_rdp_cli::ConnectOptions; use clap::Parser as _;
+    /// # #[derive(clap::Parser)] struct Cli { #[command(flatten)] connect: ConnectOptions }
+    /// let cli = Cli::try_parse_from(["prog"])?;
+    /// let target = async_rdp_cli::parse_target("rdp://alice@host")?;
+    /// let ask = |who: &str| Ok(async_rdp::Secret::new(format!("typed for {who}")));
+    /// let password = cli.connect.password_asking(&target, &ask)?;
+    /// # if std::env::var_os("RDP_PASSWORD").is_none() {
+    /// assert_eq!(password.expose(), "typed for alice@host");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn password_asking(&self, target: &Target, ask: &AskPasswordFn<'_>) -> Result<Secret, CliError> {
         if let Some(password) = target.password() {
             return Ok(password.clone());
         }
@@ -257,15 +295,7 @@ impl ConnectOptions {
             (None, false) => format!("{user}@{}", target.host()),
             (None, true) => target.host().to_owned(),
         };
-        if !std::io::stdin().is_terminal() {
-            return Err(CliError(format!(
-                "no password for {who}: set the {PASSWORD_ENV} environment variable (or run on a terminal to be \
-                 asked)"
-            )));
-        }
-        rpassword::prompt_password(format!("Password for {who}: "))
-            .map(Secret::new)
-            .map_err(|e| CliError(format!("reading the password: {e}")))
+        ask(&who)
     }
 
     /// The client configuration for `target`: the user (`--user`, else the URL's; a
@@ -287,7 +317,18 @@ impl ConnectOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn client_config(&self, target: &Target, ask: Option<AskFn>) -> Result<ClientConfig, CliError> {
-        let password = self.password(target)?;
+        self.client_config_asking(target, ask, &ask_password_on_terminal)
+    }
+
+    /// [`client_config`](Self::client_config) with the password asked by `ask_password` when
+    /// it has to be asked (see [`password_asking`](Self::password_asking)).
+    pub fn client_config_asking(
+        &self,
+        target: &Target,
+        ask: Option<AskFn>,
+        ask_password: &AskPasswordFn<'_>,
+    ) -> Result<ClientConfig, CliError> {
+        let password = self.password_asking(target, ask_password)?;
         let (domain, user) = self.logon(target);
         let mut config = ClientConfig::new(user, password).with_trust(self.trust(ask));
         if let Some(domain) = domain {
@@ -384,6 +425,22 @@ pub fn ask_on_terminal() -> AskFn {
         eprintln!();
         false
     })
+}
+
+/// How a program asks for a password it was not given: told who it is for (`DOMAIN\user@host`).
+pub type AskPasswordFn<'a> = dyn Fn(&str) -> Result<Secret, CliError> + 'a;
+
+/// Asks for the password of `who` on the terminal, without echo; when standard input is not a
+/// terminal, an error that says to set `RDP_PASSWORD`.
+pub fn ask_password_on_terminal(who: &str) -> Result<Secret, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError(format!(
+            "no password for {who}: set the {PASSWORD_ENV} environment variable (or run on a terminal to be asked)"
+        )));
+    }
+    rpassword::prompt_password(format!("Password for {who}: "))
+        .map(Secret::new)
+        .map_err(|e| CliError(format!("reading the password: {e}")))
 }
 
 /// Where to read an answer from: the controlling terminal, else standard input if it is one.

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! viewer rdp://alice@server.example              # asks for the password (or RDP_PASSWORD)
+//!                                                 # on the terminal, else in the window
 //! viewer rdp://alice@server --fullscreen          # Ctrl+Alt+Enter leaves fullscreen
 //! viewer --help
 //! ```
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -148,7 +150,7 @@ fn run(args: Args) -> Result<(), Failure> {
         // none and need that emulation, so they keep it.
         sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
     }
-    let (window, config) = open_window(&video, &args, &target)?;
+    let (window, config) = open_window(&sdl, &video, &args, &target)?;
     let (width, height) = window.size();
     let size = (size16(width), size16(height));
     // Declared before the screen: its textures borrow it.
@@ -194,17 +196,45 @@ fn run(args: Args) -> Result<(), Failure> {
     })
 }
 
-/// The window, and a configuration that asks for a desktop of its size.
+/// The window, and a configuration that asks for a desktop of its size (and for the password
+/// in the window when there is no terminal to ask on).
 fn open_window(
+    sdl: &sdl2::Sdl,
     video: &sdl2::VideoSubsystem,
     args: &Args,
     target: &Target,
 ) -> Result<(sdl2::video::Window, ClientConfig), String> {
+    let title = format!("{}:{} — connecting — async-rdp", target.host(), target.port());
+    let bounds = if args.fullscreen { displays(video)? } else { Vec::new() };
+    let area = match (bounds.first(), args.multimon) {
+        (None, _) => None,
+        (Some(_), true) => Some(bounding(&bounds)),
+        (Some(first), false) => Some(*first),
+    };
+    let spans_monitors = args.multimon && bounds.len() > 1;
+    let (width, height) = area.map_or(args.size, |a| (a.width(), a.height()));
+    let mut builder = video.window(&title, width, height);
+    match area {
+        None => builder.position_centered().resizable(),
+        Some(area) if spans_monitors => builder.position(area.x(), area.y()).borderless(),
+        Some(_) => builder.fullscreen_desktop(),
+    };
+    builder.allow_highdpi();
+    let mut window = builder.build().map_err(|e| e.to_string())?;
+
+    let ask_password = |who: &str| {
+        if std::io::stdin().is_terminal() {
+            async_rdp_cli::ask_password_on_terminal(who)
+        } else {
+            prompt::password_in_window(sdl, video, &mut window.clone(), who)
+        }
+    };
     let mut config = args
         .connect
-        .client_config(target, Some(prompt::ask_in_window()))
+        .client_config_asking(target, Some(prompt::ask_in_window()), &ask_password)
         .map_err(|e| e.to_string())?
         .with_keyboard_layout(args.keyboard_layout);
+    window.set_title(&title).map_err(|e| e.to_string())?;
     let mut channels: Vec<Channel> = Channel::defaults().to_vec();
     channels.retain(|c| match c {
         Channel::Clipboard => !args.no_clipboard,
@@ -212,37 +242,18 @@ fn open_window(
         _ => true,
     });
     config = config.with_channels(&channels);
-    let title = format!("{}:{} — connecting — async-rdp", target.host(), target.port());
-    let (mut builder, (width, height)) = if args.fullscreen {
-        let bounds = displays(video)?;
-        let area = if args.multimon { bounding(&bounds) } else { bounds[0] };
-        let (w, h) = (area.width(), area.height());
-        let mut builder = video.window(&title, w, h);
-        if args.multimon && bounds.len() > 1 {
-            let monitors: Vec<_> = bounds
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let mut m =
-                        async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
-                    m.primary = i == 0;
-                    m
-                })
-                .collect();
-            config = config.with_monitors(&monitors).map_err(|e| async_rdp::report(&e))?;
-            builder.position(area.x(), area.y()).borderless();
-        } else {
-            builder.fullscreen_desktop();
-        }
-        (builder, (w, h))
-    } else {
-        let (w, h) = args.size;
-        let mut builder = video.window(&title, w, h);
-        builder.position_centered().resizable();
-        (builder, (w, h))
-    };
-    builder.allow_highdpi();
-    let window = builder.build().map_err(|e| e.to_string())?;
+    if let (Some(area), true) = (area, spans_monitors) {
+        let monitors: Vec<_> = bounds
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut m = async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
+                m.primary = i == 0;
+                m
+            })
+            .collect();
+        config = config.with_monitors(&monitors).map_err(|e| async_rdp::report(&e))?;
+    }
     Ok((window, config.with_desktop_size(size16(width), size16(height))))
 }
 

@@ -1,10 +1,19 @@
-//! Questions and bad news for the user, in message boxes: whether to trust a server seen for
-//! the first time, and why a connection was refused.
+//! Questions and bad news for the user, in the window and in message boxes: the password when
+//! there is no terminal to ask on, whether to trust a server seen for the first time, and why a
+//! connection was refused.
 
 use std::sync::Arc;
 
 use async_rdp::trust::{AskFn, FirstContact};
+use async_rdp::Secret;
+use async_rdp_cli::CliError;
+use sdl2::event::Event;
+use sdl2::keyboard::Keycode;
 use sdl2::messagebox::{show_message_box, show_simple_message_box, ButtonData, MessageBoxButtonFlag, MessageBoxFlag};
+use sdl2::pixels::Color;
+use sdl2::rect::Rect;
+use sdl2::video::Window;
+use sdl2::EventPump;
 
 /// The title the first-contact question carries (tests look for it).
 pub const FIRST_CONTACT_TITLE: &str = "Unknown server — async-rdp";
@@ -53,6 +62,77 @@ pub fn ask_in_window() -> AskFn {
             }
         }
     })
+}
+
+/// What the window's title starts with while it asks for the password (tests look for it).
+pub const PASSWORD_TITLE: &str = "Password for";
+
+/// Asks for the password of `who` in the viewer's own window, for a viewer started with no
+/// terminal (from a menu, say): the title says what is asked, the window shows a field with a
+/// dot per character typed; Enter connects, Escape or closing the window gives up. SDL2 has no
+/// text-entry dialog and the viewer draws no text, hence the title.
+pub fn password_in_window(
+    sdl: &sdl2::Sdl,
+    video: &sdl2::VideoSubsystem,
+    window: &mut Window,
+    who: &str,
+) -> Result<Secret, CliError> {
+    let fail = |why: String| CliError::new(format!("no password for {who}: {why}"));
+    let mut events = sdl.event_pump().map_err(fail)?;
+    let title = format!("{PASSWORD_TITLE} {who} — type it, then Enter (Escape gives up) — async-rdp");
+    window.set_title(&title).map_err(|e| fail(e.to_string()))?;
+    window.raise();
+    video.text_input().start();
+    // Room for any password up front: growing would leave copies of it in freed memory.
+    let mut typed = String::with_capacity(1024);
+    loop {
+        draw_password_field(window, &events, typed.chars().count());
+        match events.wait_event() {
+            Event::TextInput { text, .. } if typed.len() + text.len() <= typed.capacity() => typed.push_str(&text),
+            Event::KeyDown {
+                keycode: Some(Keycode::Backspace),
+                ..
+            } => {
+                typed.pop();
+            }
+            Event::KeyDown {
+                keycode: Some(Keycode::Return | Keycode::KpEnter),
+                ..
+            } => return Ok(Secret::new(typed)),
+            Event::KeyDown {
+                keycode: Some(Keycode::Escape),
+                ..
+            }
+            | Event::Quit { .. } => return Err(fail("the password prompt was closed".to_owned())),
+            _ => {}
+        }
+    }
+}
+
+/// A light field on a dark window, with a dot per character typed.
+fn draw_password_field(window: &Window, events: &EventPump, typed: usize) {
+    let Ok(mut surface) = window.surface(events) else {
+        return;
+    };
+    let (width, height) = surface.size();
+    let field = Rect::new(
+        i32::try_from(width / 8).unwrap_or(0),
+        i32::try_from(height / 2).unwrap_or(0) - 20,
+        (width * 3 / 4).max(40),
+        40,
+    );
+    let mut drawn = surface.fill_rect(None, Color::RGB(0x20, 0x24, 0x2a)).is_ok();
+    drawn &= surface.fill_rect(field, Color::RGB(0xf0, 0xf0, 0xf0)).is_ok();
+    let fits = usize::try_from(field.width().saturating_sub(24) / 16).unwrap_or(0);
+    for i in 0..typed.min(fits) {
+        let x = field.x() + 12 + 16 * i32::try_from(i).unwrap_or(0);
+        drawn &= surface
+            .fill_rect(Rect::new(x, field.y() + 16, 8, 8), Color::RGB(0x20, 0x24, 0x2a))
+            .is_ok();
+    }
+    if !drawn || surface.update_window().is_err() {
+        log::debug!("Could not draw the password field");
+    }
 }
 
 /// Shows why the viewer stops (besides printing it on stderr).

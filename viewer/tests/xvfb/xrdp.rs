@@ -749,34 +749,83 @@ fn first_use_prompt(x: &Xvfb, known: &Path, key: &str) -> TestResult<Viewer> {
         &[&target(XRDP_PORT), "--known-hosts", &known_arg, "--on-first-use", "ask"],
         Some(XRDP_PASS),
     )?;
-    let prompt = poll(Duration::from_secs(30), || {
-        if viewer.wait_exit(Duration::ZERO)?.is_some() {
-            return Ok(Some(None));
-        }
-        Ok(x.find_window(|name| name.contains("Unknown server"))?.map(Some))
+    let prompt = focused_window(x, &mut viewer, "a window `Unknown server — async-rdp`", |name| {
+        name.contains("Unknown server")
     })?;
-    let prompt = match prompt {
-        Some(Some(prompt)) => prompt,
-        Some(None) => return Err(viewer.failure("expected the first-use prompt; the viewer exited first")),
-        None => {
-            return Err(viewer.failure(format!(
-                "expected a window `Unknown server — async-rdp` within 30 s; windows: {:?}",
-                x.windows().unwrap_or_default()
-            )))
-        }
-    };
     if !prompt.name.contains("async-rdp") {
         return Err(viewer.failure(format!(
             "the prompt's title is {:?}, expected `Unknown server — async-rdp`",
             prompt.name
         )));
     }
-    let id = prompt.id;
-    // Let it draw and settle, then give it the keyboard (no window manager here).
-    std::thread::sleep(Duration::from_millis(500));
-    x.xdotool(&["windowfocus", "--sync", &id])?;
     x.xdotool(&["key", key])?;
     Ok(viewer)
+}
+
+/// Waits up to 30 s, while the viewer runs, for a window whose title `matches` (`what` names
+/// it in a failure); lets it draw and settle, then gives it the keyboard (no window manager
+/// here).
+fn focused_window(x: &Xvfb, viewer: &mut Viewer, what: &str, matches: impl Fn(&str) -> bool) -> TestResult<Window> {
+    let found = poll(Duration::from_secs(30), || {
+        if viewer.wait_exit(Duration::ZERO)?.is_some() {
+            return Ok(Some(None));
+        }
+        Ok(x.find_window(&matches)?.map(Some))
+    })?;
+    let window = match found {
+        Some(Some(window)) => window,
+        Some(None) => return Err(viewer.failure(format!("expected {what}; the viewer exited first"))),
+        None => {
+            return Err(viewer.failure(format!(
+                "expected {what} within 30 s; windows: {:?}",
+                x.windows().unwrap_or_default()
+            )))
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    x.xdotool(&["windowfocus", "--sync", &window.id])?;
+    Ok(window)
+}
+
+/// Started with no terminal and no password (as from a desktop menu), the viewer asks in its
+/// window, whose title names the user and server: Escape gives up with a message that says so;
+/// the password typed there, then Enter, connects; the password shows nowhere in its output.
+#[test]
+#[ignore = "needs Xvfb and xrdp: cargo test --release -p async-rdp-viewer -- --ignored --test-threads=1"]
+fn xrdp_password_asked_in_the_window() -> TestResult {
+    xrdp_test(|| {
+        let pin = start_xrdp()?;
+        let x = Xvfb::start()?;
+        let target = target(XRDP_PORT);
+        let args = [target.as_str(), "--pin", &pin, "--size", "1024x768"];
+        let title = format!("Password for {XRDP_USER}@127.0.0.1");
+        let prompt = format!("a window titled `{title} …`");
+        let asking = |name: &str| name.starts_with(&title);
+
+        let mut refused = Viewer::spawn(&x, &args, None)?;
+        focused_window(&x, &mut refused, &prompt, asking)?;
+        x.xdotool(&["key", "Escape"])?;
+        let failed = refused
+            .wait_exit(Duration::from_secs(10))?
+            .is_some_and(|s| !s.success());
+        if !failed || !refused.stderr().contains("password prompt was closed") {
+            return Err(refused.failure("after Escape at the password prompt, expected a failure that says so"));
+        }
+        drop(refused);
+
+        let mut viewer = Viewer::spawn(&x, &args, None)?;
+        focused_window(&x, &mut viewer, &prompt, asking)?;
+        x.xdotool(&["type", "--delay", "40", XRDP_PASS])?;
+        x.xdotool(&["key", "Return"])?;
+        let size = viewer.wait_connected(CONNECT_TIMEOUT)?;
+        if size != (1024, 768) {
+            return Err(viewer.failure(format!("expected `connected 1024x768`, got {size:?}")));
+        }
+        if viewer.context().contains(XRDP_PASS) {
+            return Err(viewer.failure("the viewer printed the password"));
+        }
+        Ok(())
+    })
 }
 
 /// A link loss: the test's proxy cuts the connection once; the viewer says `reconnecting N`,
