@@ -109,7 +109,9 @@ where
 /// server-side acceptor): reads the frame it waits for, if any, steps it with that frame's
 /// arrival time, and writes its reply, if any. `buf` is scratch space reused across calls.
 /// Fast-path frames that arrive ahead of the awaited one stay buffered for whatever reads next
-/// ([`Framed::read_by_hint_keeping_output`]).
+/// ([`Framed::read_by_hint_keeping_output`]): the session's first frames on a client; on a
+/// server (an acceptor), the client's first input. Before the TLS upgrade a server has no
+/// output to send; bytes a broken one sends there reach the TLS handshake, which fails on them.
 ///
 /// ```no_run
 /// # async_std::task::block_on(async {

@@ -74,6 +74,19 @@ pub struct Framed<S> {
     filled: usize,
     max_frame_size: usize,
     last_read_at: Option<MonotonicInstant>,
+    /// Fast-path output kept during an activation sequence: whole frames at the front of the
+    /// unread bytes ([`read_by_hint_keeping_output`](Framed::read_by_hint_keeping_output)).
+    kept: Kept,
+}
+
+/// What an activation read has kept so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Kept {
+    /// Bytes of whole kept frames at the front of the unread bytes.
+    len: usize,
+    /// A frame was dropped past [`MAX_HELD_OUTPUT`]: later ones are dropped too, so that the
+    /// session never sees output with a hole in it.
+    dropping: bool,
 }
 
 impl<S> Framed<S> {
@@ -119,6 +132,7 @@ impl<S> Framed<S> {
         debug_assert!(len <= self.filled);
         self.forget_returned();
         self.filled -= len;
+        self.kept.len = self.kept.len.saturating_sub(len);
         self.buf.split_to(len)
     }
 
@@ -129,6 +143,7 @@ impl<S> Framed<S> {
         let start = self.start;
         self.start += len;
         self.filled -= len;
+        self.kept.len = self.kept.len.saturating_sub(len);
         &self.buf[start..start + len]
     }
 
@@ -159,6 +174,7 @@ impl<S: StreamWrapper> Framed<S> {
             filled,
             max_frame_size: MAX_FRAME_SIZE,
             last_read_at: None,
+            kept: Kept::default(),
         }
     }
 
@@ -258,6 +274,7 @@ impl<S: FramedRead> Framed<S> {
 
     /// Reads until a whole TPKT or fast-path frame is buffered; returns its action and length.
     fn poll_whole_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Action, usize)>> {
+        self.shrink_after_kept_output();
         loop {
             let info = ironrdp_pdu::find_size(self.peek()).map_err(|e| {
                 Error::new(ErrorKind::InvalidFrame, "read frame")
@@ -281,6 +298,21 @@ impl<S: FramedRead> Framed<S> {
                 }
             }
         }
+    }
+
+    /// Once the output kept during an activation sequence has been read, gives back what the
+    /// buffer grew for it, rather than keeping up to [`MAX_HELD_OUTPUT`] for the session's
+    /// life. (Frames lent earlier are done with: this runs before the next one is lent.)
+    fn shrink_after_kept_output(&mut self) {
+        let steady = self.max_frame_size + 2 * READ_CHUNK;
+        if self.kept.len > 0 || self.buf.len() - self.start <= steady || self.filled > self.max_frame_size {
+            return;
+        }
+        let mut smaller = BytesMut::with_capacity(self.filled + READ_CHUNK);
+        smaller.extend_from_slice(self.peek());
+        smaller.resize(self.filled + READ_CHUNK, 0);
+        self.buf = smaller;
+        self.start = 0;
     }
 
     /// Reads the next frame as described by a connection-sequence hint (X.224, CredSSP, ...).
@@ -308,8 +340,11 @@ impl<S: FramedRead> Framed<S> {
     /// A server may start drawing as soon as it has the client's Confirm Active, before it
     /// sends its own finalization PDUs (xrdp does after a resize), and a RemoteFX stream sends
     /// its codec headers only in its first frame: dropping that frame would make every later
-    /// one undecodable. What is kept is bounded by [`MAX_HELD_OUTPUT`]; fast-path frames past
-    /// it, and any other frame the hint does not expect, are dropped as `read_by_hint` does.
+    /// one undecodable. What is kept is bounded by [`MAX_HELD_OUTPUT`]: the fast-path frame
+    /// that does not fit and every one after it until the awaited frame are dropped (the session
+    /// never sees output with a hole in it), as is any other frame the hint does not expect.
+    /// The kept output is found again at the next call without being read twice, and once the
+    /// session has read it the buffer gives back the room it took.
     ///
     /// # Cancel safety
     ///
@@ -327,71 +362,91 @@ impl<S: FramedRead> Framed<S> {
         self.poll_read_hinted(cx, hint, true)
     }
 
-    /// Finds the first frame after `held` kept bytes that the hint expects; frames before it
-    /// are kept (fast-path output, when `keep_output`, within the bound) or dropped.
+    /// Finds the first frame after the kept output that the hint expects. The frames before
+    /// it are kept (fast-path output, when `keep_output`, within the bound) or dropped.
     fn poll_read_hinted(&mut self, cx: &mut Context<'_>, hint: &dyn PduHint, keep_output: bool) -> Poll<Result<Bytes>> {
-        // Recounted from the front on every poll, so a cancelled read loses nothing.
-        let mut held = 0;
+        // Dropped bytes right after the kept ones: removed in one move, before the next read
+        // or with the awaited frame, so that a flood of small frames costs linear time.
+        let mut dropped = 0;
         loop {
-            let rest = &self.peek()[held..];
+            let at = self.kept.len + dropped;
+            let rest = &self.peek()[at..];
             let found = hint.find_size(rest).map_err(|e| {
                 Error::new(ErrorKind::InvalidFrame, "read frame by hint")
                     .with_detail(format!("{hint:?} rejected {:02x?}", head(rest)))
                     .with_source(e)
             })?;
-            match found {
-                Some((_, 0)) => {
-                    // Taking a zero-length frame consumes nothing, so the loop would spin
-                    // forever without ever reading; refuse instead of hanging.
-                    return Poll::Ready(Err(Error::new(ErrorKind::InvalidFrame, "read frame by hint")
-                        .with_detail(format!("{hint:?} reported a zero-length frame"))));
+            let Some((matched, len)) = found else {
+                if self.filled - at >= self.max_frame_size {
+                    return Poll::Ready(Err(Error::new(ErrorKind::FrameTooLarge, "read frame by hint")
+                        .with_detail(format!(
+                            "{hint:?} still wants more after {} bytes (bound {})",
+                            self.filled - at,
+                            self.max_frame_size
+                        ))));
                 }
-                Some((matched, len)) => {
-                    self.check_frame_len(len, "read frame by hint")?;
-                    if self.filled < held + len {
-                        ready!(self.poll_fill(cx, Some(held + len), "read frame by hint"))?;
-                        continue;
-                    }
-                    if matched {
-                        if held > 0 {
-                            log::debug!("Kept {held} bytes of fast-path output that came before the awaited frame");
-                        }
-                        return Poll::Ready(Ok(self.cut(held, len)));
-                    }
-                    if keep_output && held + len <= MAX_HELD_OUTPUT && is_fast_path(rest, len) {
-                        held += len;
-                        continue;
-                    }
-                    drop(self.cut(held, len));
-                    log::debug!("Dropped a {len}-byte frame that {hint:?} does not expect");
-                }
-                None => {
-                    if self.filled - held >= self.max_frame_size {
-                        return Poll::Ready(Err(Error::new(ErrorKind::FrameTooLarge, "read frame by hint")
-                            .with_detail(format!(
-                                "{hint:?} still wants more after {} bytes (bound {})",
-                                self.filled - held,
-                                self.max_frame_size
-                            ))));
-                    }
-                    ready!(self.poll_fill(cx, None, "read frame by hint"))?;
-                }
+                self.remove_after_kept(std::mem::take(&mut dropped));
+                ready!(self.poll_fill(cx, None, "read frame by hint"))?;
+                continue;
+            };
+            if len == 0 {
+                // Taking a zero-length frame consumes nothing, so the loop would spin forever
+                // without ever reading; refuse instead of hanging.
+                return Poll::Ready(Err(Error::new(ErrorKind::InvalidFrame, "read frame by hint")
+                    .with_detail(format!("{hint:?} reported a zero-length frame"))));
             }
+            self.check_frame_len(len, "read frame by hint")?;
+            if self.filled < at + len {
+                self.remove_after_kept(std::mem::take(&mut dropped));
+                ready!(self.poll_fill(cx, Some(self.kept.len + len), "read frame by hint"))?;
+                continue;
+            }
+            if matched {
+                return Poll::Ready(Ok(self.cut_awaited(dropped, len)));
+            }
+            let output = keep_output && is_fast_path(rest, len);
+            if output && !self.kept.dropping && self.kept.len + len <= MAX_HELD_OUTPUT {
+                self.remove_after_kept(std::mem::take(&mut dropped));
+                self.kept.len += len;
+                continue;
+            }
+            self.kept.dropping |= output;
+            dropped += len;
+            log::debug!("Dropped a {len}-byte frame that {hint:?} does not expect");
         }
     }
 
-    /// Takes `len` buffered bytes that follow `held` kept ones out of the buffer; the kept
-    /// bytes stay in front.
-    fn cut(&mut self, held: usize, len: usize) -> Bytes {
-        if held == 0 {
+    /// Takes the awaited frame of `len` bytes, found after the kept output and `dropped`
+    /// bytes, out of the buffer with those dropped bytes; the kept output stays in front.
+    fn cut_awaited(&mut self, dropped: usize, len: usize) -> Bytes {
+        self.kept.dropping = false;
+        if self.kept.len == 0 {
+            drop(self.take(dropped));
             return self.take(len).freeze();
         }
-        let from = self.start + held;
+        log::debug!(
+            "Kept {} bytes of fast-path output that came before the awaited frame",
+            self.kept.len
+        );
+        let from = self.start + self.kept.len + dropped;
         let frame = Bytes::copy_from_slice(&self.buf[from..from + len]);
-        // The tail moves over the cut; the bytes after it stay initialised scratch.
+        self.remove_after_kept(dropped + len);
+        frame
+    }
+
+    /// Removes `len` buffered bytes that follow the kept output. The tail moves over them; the
+    /// bytes after it stay initialised scratch.
+    fn remove_after_kept(&mut self, len: usize) {
+        if len == 0 {
+            return;
+        }
+        if self.kept.len == 0 {
+            drop(self.take(len));
+            return;
+        }
+        let from = self.start + self.kept.len;
         self.buf.copy_within(from + len..self.start + self.filled, from);
         self.filled -= len;
-        frame
     }
 
     /// Waits until at least one more byte is buffered, without consuming anything.
@@ -570,6 +625,7 @@ where
         self.forget_returned();
         let max_frame_size = self.max_frame_size;
         let last_read_at = self.last_read_at;
+        let kept = self.kept;
         let (read, write) = futures::io::AsyncReadExt::split(self.stream.into_inner());
         let reader = Framed {
             stream: <S::Rewrap<_> as StreamWrapper>::from_inner(read),
@@ -578,6 +634,7 @@ where
             filled: self.filled,
             max_frame_size,
             last_read_at,
+            kept,
         };
         let writer = Framed::<S::Rewrap<_>>::new(write);
         (reader, writer)
@@ -603,6 +660,7 @@ where
             filled,
             max_frame_size,
             last_read_at,
+            kept,
         } = self;
         let read = stream.into_inner();
         let write = writer.stream.into_inner();
@@ -614,6 +672,7 @@ where
                 filled,
                 max_frame_size,
                 last_read_at,
+                kept,
             }),
             Err(futures::io::ReuniteError(read, write)) => Err(Box::new((
                 Framed {
@@ -623,6 +682,7 @@ where
                     filled,
                     max_frame_size,
                     last_read_at,
+                    kept,
                 },
                 Framed::new(write),
             ))),
@@ -630,12 +690,12 @@ where
     }
 }
 
-/// The first bytes of a buffer, for error messages about a bad header.
 /// Whether the `len` bytes at the front of `bytes` are one fast-path frame.
 fn is_fast_path(bytes: &[u8], len: usize) -> bool {
     matches!(ironrdp_pdu::find_size(bytes), Ok(Some(info)) if info.action == Action::FastPath && info.length == len)
 }
 
+/// The first bytes of a buffer, for error messages about a bad header.
 fn head(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.len().min(8)]
 }
@@ -877,24 +937,38 @@ mod tests {
     }
 
     #[test]
-    fn kept_output_is_bounded() {
+    fn kept_output_is_bounded_without_holes() {
         let len = 0x7fff;
         let kept = MAX_HELD_OUTPUT / len;
-        let mut chunks: Vec<Vec<u8>> = (0..kept + 8).map(|i| fastpath_frame(len, i as u8)).collect();
-        chunks.push(x224_frame(9, 0xee));
-        chunks.push(fastpath_frame(6, 0xff));
-        let mut f = framed(chunks.clone(), End::Eof);
-        let got = block_on(f.read_by_hint_keeping_output(&ironrdp_pdu::X224_HINT)).expect("x224");
-        assert_eq!(&got[..], &chunks[kept + 8][..]);
-        assert!(
-            f.buffer_capacity() <= MAX_HELD_OUTPUT + MAX_FRAME_SIZE + READ_CHUNK,
-            "capacity {}",
-            f.buffer_capacity()
-        );
-        // The first frames that fit the bound, in order; the ones past it are gone.
-        let rest = read_all(&mut f, kept + 1);
-        assert_eq!(rest[..kept], chunks[..kept]);
-        assert_eq!(rest[kept], chunks[kept + 9]);
+        // Past the bound: 8 frames that do not fit, then one small enough to fit the space
+        // left, which must go too (the session must not see output with a hole in it).
+        let mut frames: Vec<Vec<u8>> = (0..kept + 8).map(|i| fastpath_frame(len, i as u8)).collect();
+        frames.push(fastpath_frame(6, 0xaa));
+        frames.push(x224_frame(9, 0xee));
+        frames.push(fastpath_frame(6, 0xff));
+        let data = frames.concat();
+        for chunks in [
+            frames.clone(),
+            ScriptStream::random_chunks(&data, 7, 70_000, End::Eof).chunks.into(),
+        ] {
+            let mut f = framed(chunks, End::Eof);
+            let got = block_on(f.read_by_hint_keeping_output(&ironrdp_pdu::X224_HINT)).expect("x224");
+            assert_eq!(&got[..], &frames[kept + 9][..]);
+            assert!(
+                f.buffer_capacity() <= MAX_HELD_OUTPUT + MAX_FRAME_SIZE + READ_CHUNK,
+                "capacity {}",
+                f.buffer_capacity()
+            );
+            let rest = read_all(&mut f, kept + 1);
+            assert_eq!(rest[..kept], frames[..kept]);
+            assert_eq!(rest[kept], frames[kept + 10]);
+            // Read out, the kept output gives its room back.
+            assert!(
+                f.buffer_capacity() <= MAX_FRAME_SIZE + 2 * READ_CHUNK,
+                "capacity {}",
+                f.buffer_capacity()
+            );
+        }
     }
 
     #[test]
