@@ -234,12 +234,17 @@ impl ConnectArgs {
         self.options.client_config(target, ask)
     }
 
+    /// See [`ConnectOptions::password_given`].
+    pub fn password_given(&self, target: &Target) -> bool {
+        self.options.password_given(target)
+    }
+
     /// See [`ConnectOptions::client_config_asking`].
     pub fn client_config_asking(
         &self,
         target: &Target,
         ask: Option<AskFn>,
-        ask_password: &AskPasswordFn<'_>,
+        ask_password: &mut AskPasswordFn<'_>,
     ) -> Result<ClientConfig, CliError> {
         self.options.client_config_asking(target, ask, ask_password)
     }
@@ -259,7 +264,13 @@ impl ConnectOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn password(&self, target: &Target) -> Result<Secret, CliError> {
-        self.password_asking(target, &ask_password_on_terminal)
+        self.password_asking(target, &mut ask_password_on_terminal)
+    }
+
+    /// Whether the password for `target` comes without asking: in its URL or in
+    /// `RDP_PASSWORD`. (A program can then decide where it would have to ask, before it does.)
+    pub fn password_given(&self, target: &Target) -> bool {
+        target.password().is_some() || std::env::var_os(PASSWORD_ENV).is_some()
     }
 
     /// [`password`](Self::password) with another way to ask when neither the URL nor
@@ -271,14 +282,14 @@ impl ConnectOptions {
     /// # #[derive(clap::Parser)] struct Cli { #[command(flatten)] connect: ConnectOptions }
     /// let cli = Cli::try_parse_from(["prog"])?;
     /// let target = async_rdp_cli::parse_target("rdp://alice@host")?;
-    /// let ask = |who: &str| Ok(async_rdp::Secret::new(format!("typed for {who}")));
-    /// let password = cli.connect.password_asking(&target, &ask)?;
+    /// let mut ask = |who: &str| Ok(async_rdp::Secret::new(format!("typed for {who}")));
+    /// let password = cli.connect.password_asking(&target, &mut ask)?;
     /// # if std::env::var_os("RDP_PASSWORD").is_none() {
     /// assert_eq!(password.expose(), "typed for alice@host");
     /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn password_asking(&self, target: &Target, ask: &AskPasswordFn<'_>) -> Result<Secret, CliError> {
+    pub fn password_asking(&self, target: &Target, ask: &mut AskPasswordFn<'_>) -> Result<Secret, CliError> {
         if let Some(password) = target.password() {
             return Ok(password.clone());
         }
@@ -317,7 +328,7 @@ impl ConnectOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn client_config(&self, target: &Target, ask: Option<AskFn>) -> Result<ClientConfig, CliError> {
-        self.client_config_asking(target, ask, &ask_password_on_terminal)
+        self.client_config_asking(target, ask, &mut ask_password_on_terminal)
     }
 
     /// [`client_config`](Self::client_config) with the password asked by `ask_password` when
@@ -326,7 +337,7 @@ impl ConnectOptions {
         &self,
         target: &Target,
         ask: Option<AskFn>,
-        ask_password: &AskPasswordFn<'_>,
+        ask_password: &mut AskPasswordFn<'_>,
     ) -> Result<ClientConfig, CliError> {
         let password = self.password_asking(target, ask_password)?;
         let (domain, user) = self.logon(target);
@@ -428,7 +439,7 @@ pub fn ask_on_terminal() -> AskFn {
 }
 
 /// How a program asks for a password it was not given: told who it is for (`DOMAIN\user@host`).
-pub type AskPasswordFn<'a> = dyn Fn(&str) -> Result<Secret, CliError> + 'a;
+pub type AskPasswordFn<'a> = dyn FnMut(&str) -> Result<Secret, CliError> + 'a;
 
 /// Asks for the password of `who` on the terminal, without echo; when standard input is not a
 /// terminal, an error that says to set `RDP_PASSWORD`.

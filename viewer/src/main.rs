@@ -150,12 +150,26 @@ fn run(args: Args) -> Result<(), Failure> {
         // none and need that emulation, so they keep it.
         sdl2::hint::set("SDL_FRAMEBUFFER_ACCELERATION", "0");
     }
-    let (window, config) = open_window(&sdl, &video, &args, &target)?;
+    let placement = Placement::of(&video, &args)?;
+    // The password is asked before the window opens when it can be (the URL, RDP_PASSWORD, the
+    // terminal: a window would cover the terminal); with none of them, in the window.
+    let ask_in_window = !args.connect.password_given(&target) && !std::io::stdin().is_terminal();
+    let early = if ask_in_window {
+        None
+    } else {
+        Some(connection_config(
+            &args,
+            &target,
+            &placement,
+            &mut async_rdp_cli::ask_password_on_terminal,
+        )?)
+    };
+    let window = placement.open_window(&video, &target)?;
     let (width, height) = window.size();
     let size = (size16(width), size16(height));
     // Declared before the screen: its textures borrow it.
     let mut creator = None;
-    let screen = match args.renderer {
+    let mut screen = match args.renderer {
         Renderer::Software => match Screen::on_surface(window, size, args.scale) {
             Ok(screen) => screen,
             Err(window) => {
@@ -172,7 +186,13 @@ fn run(args: Args) -> Result<(), Failure> {
         }
     };
     let pointer = cursor::Pointer::new(sdl.mouse());
-    let events = sdl.event_pump()?;
+    let mut events = sdl.event_pump()?;
+    let config = match early {
+        Some(config) => config,
+        None => connection_config(&args, &target, &placement, &mut |who| {
+            prompt::password_in_window(&mut screen, &mut events, &video, who)
+        })?,
+    };
     let host = format!("{}:{}", target.host(), target.port());
     async_rdp::runtime::block_on(async {
         let mut viewer = Viewer::new(screen, events, pointer, args.release_chord, host);
@@ -196,45 +216,71 @@ fn run(args: Args) -> Result<(), Failure> {
     })
 }
 
-/// The window, and a configuration that asks for a desktop of its size (and for the password
-/// in the window when there is no terminal to ask on).
-fn open_window(
-    sdl: &sdl2::Sdl,
-    video: &sdl2::VideoSubsystem,
+/// Where the window goes and how large it is: `--size` in the middle of the screen, or
+/// `--fullscreen` over the first display (`--multimon`: over all of them, as a monitor layout).
+struct Placement {
+    size: (u32, u32),
+    /// The displays the window covers, when fullscreen.
+    area: Option<sdl2::rect::Rect>,
+    /// Every display, when the window spans more than one.
+    monitors: Vec<sdl2::rect::Rect>,
+}
+
+impl Placement {
+    fn of(video: &sdl2::VideoSubsystem, args: &Args) -> Result<Self, String> {
+        let bounds = if args.fullscreen { displays(video)? } else { Vec::new() };
+        let area = match (bounds.first(), args.multimon) {
+            (None, _) => None,
+            (Some(_), true) => Some(bounding(&bounds)),
+            (Some(first), false) => Some(*first),
+        };
+        let size = area.map_or(args.size, |a| (a.width(), a.height()));
+        let monitors = if args.multimon && bounds.len() > 1 {
+            bounds
+        } else {
+            Vec::new()
+        };
+        Ok(Self { size, area, monitors })
+    }
+
+    fn open_window(&self, video: &sdl2::VideoSubsystem, target: &Target) -> Result<sdl2::video::Window, String> {
+        let title = format!("{}:{} — connecting — async-rdp", target.host(), target.port());
+        let mut builder = video.window(&title, self.size.0, self.size.1);
+        match self.area {
+            None => builder.position_centered().resizable(),
+            Some(area) if !self.monitors.is_empty() => builder.position(area.x(), area.y()).borderless(),
+            Some(_) => builder.fullscreen_desktop(),
+        };
+        builder.allow_highdpi();
+        builder.build().map_err(|e| e.to_string())
+    }
+
+    /// The displays as the session's monitor layout, relative to the area's top-left corner.
+    fn monitor_layout(&self) -> Option<Vec<async_rdp::channels::Monitor>> {
+        let area = self.area.filter(|_| !self.monitors.is_empty())?;
+        let layout = self.monitors.iter().enumerate().map(|(i, b)| {
+            let mut m = async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
+            m.primary = i == 0;
+            m
+        });
+        Some(layout.collect())
+    }
+}
+
+/// The configuration for the connection: the command line's, the channels the options leave
+/// on, a desktop of the window's size (and monitor layout), the password from `ask_password`
+/// when it has to be asked.
+fn connection_config(
     args: &Args,
     target: &Target,
-) -> Result<(sdl2::video::Window, ClientConfig), String> {
-    let title = format!("{}:{} — connecting — async-rdp", target.host(), target.port());
-    let bounds = if args.fullscreen { displays(video)? } else { Vec::new() };
-    let area = match (bounds.first(), args.multimon) {
-        (None, _) => None,
-        (Some(_), true) => Some(bounding(&bounds)),
-        (Some(first), false) => Some(*first),
-    };
-    let spans_monitors = args.multimon && bounds.len() > 1;
-    let (width, height) = area.map_or(args.size, |a| (a.width(), a.height()));
-    let mut builder = video.window(&title, width, height);
-    match area {
-        None => builder.position_centered().resizable(),
-        Some(area) if spans_monitors => builder.position(area.x(), area.y()).borderless(),
-        Some(_) => builder.fullscreen_desktop(),
-    };
-    builder.allow_highdpi();
-    let mut window = builder.build().map_err(|e| e.to_string())?;
-
-    let ask_password = |who: &str| {
-        if std::io::stdin().is_terminal() {
-            async_rdp_cli::ask_password_on_terminal(who)
-        } else {
-            prompt::password_in_window(sdl, video, &mut window.clone(), who)
-        }
-    };
+    placement: &Placement,
+    ask_password: &mut async_rdp_cli::AskPasswordFn<'_>,
+) -> Result<ClientConfig, String> {
     let mut config = args
         .connect
-        .client_config_asking(target, Some(prompt::ask_in_window()), &ask_password)
+        .client_config_asking(target, Some(prompt::ask_in_window()), ask_password)
         .map_err(|e| e.to_string())?
         .with_keyboard_layout(args.keyboard_layout);
-    window.set_title(&title).map_err(|e| e.to_string())?;
     let mut channels: Vec<Channel> = Channel::defaults().to_vec();
     channels.retain(|c| match c {
         Channel::Clipboard => !args.no_clipboard,
@@ -242,19 +288,11 @@ fn open_window(
         _ => true,
     });
     config = config.with_channels(&channels);
-    if let (Some(area), true) = (area, spans_monitors) {
-        let monitors: Vec<_> = bounds
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut m = async_rdp::channels::Monitor::at(b.x() - area.x(), b.y() - area.y(), b.width(), b.height());
-                m.primary = i == 0;
-                m
-            })
-            .collect();
+    if let Some(monitors) = placement.monitor_layout() {
         config = config.with_monitors(&monitors).map_err(|e| async_rdp::report(&e))?;
     }
-    Ok((window, config.with_desktop_size(size16(width), size16(height))))
+    let (width, height) = placement.size;
+    Ok(config.with_desktop_size(size16(width), size16(height)))
 }
 
 /// Connects, shows the session, reconnects when the link drops; returns when the user closes

@@ -12,8 +12,9 @@ use sdl2::keyboard::Keycode;
 use sdl2::messagebox::{show_message_box, show_simple_message_box, ButtonData, MessageBoxButtonFlag, MessageBoxFlag};
 use sdl2::pixels::Color;
 use sdl2::rect::Rect;
-use sdl2::video::Window;
 use sdl2::EventPump;
+
+use crate::screen::Screen;
 
 /// The title the first-contact question carries (tests look for it).
 pub const FIRST_CONTACT_TITLE: &str = "Unknown server — async-rdp";
@@ -72,23 +73,25 @@ pub const PASSWORD_TITLE: &str = "Password for";
 /// dot per character typed; Enter connects, Escape or closing the window gives up. SDL2 has no
 /// text-entry dialog and the viewer draws no text, hence the title.
 pub fn password_in_window(
-    sdl: &sdl2::Sdl,
+    screen: &mut Screen<'_>,
+    events: &mut EventPump,
     video: &sdl2::VideoSubsystem,
-    window: &mut Window,
     who: &str,
 ) -> Result<Secret, CliError> {
     let fail = |why: String| CliError::new(format!("no password for {who}: {why}"));
-    let mut events = sdl.event_pump().map_err(fail)?;
+    let window = screen.window_mut();
+    let before = window.title().to_owned();
     let title = format!("{PASSWORD_TITLE} {who} — type it, then Enter (Escape gives up) — async-rdp");
     window.set_title(&title).map_err(|e| fail(e.to_string()))?;
     window.raise();
     video.text_input().start();
     // Room for any password up front: growing would leave copies of it in freed memory.
-    let mut typed = String::with_capacity(1024);
-    loop {
-        draw_password_field(window, &events, typed.chars().count());
+    // (SDL's own text events are copies we cannot wipe.)
+    let mut typed = String::with_capacity(MAX_PASSWORD);
+    let answer = loop {
+        draw_password_field(screen, events, typed.chars().count());
         match events.wait_event() {
-            Event::TextInput { text, .. } if typed.len() + text.len() <= typed.capacity() => typed.push_str(&text),
+            Event::TextInput { text, .. } if typed.len() + text.len() <= MAX_PASSWORD => typed.push_str(&text),
             Event::KeyDown {
                 keycode: Some(Keycode::Backspace),
                 ..
@@ -98,40 +101,42 @@ pub fn password_in_window(
             Event::KeyDown {
                 keycode: Some(Keycode::Return | Keycode::KpEnter),
                 ..
-            } => return Ok(Secret::new(typed)),
+            } => break Ok(()),
             Event::KeyDown {
                 keycode: Some(Keycode::Escape),
                 ..
             }
-            | Event::Quit { .. } => return Err(fail("the password prompt was closed".to_owned())),
+            | Event::Quit { .. } => break Err(fail("the password prompt was closed".to_owned())),
             _ => {}
         }
-    }
+    };
+    // A `Secret` wipes its whole buffer when dropped, on either outcome.
+    let password = Secret::new(typed);
+    let _ = screen.window_mut().set_title(&before);
+    answer.map(|()| password)
 }
 
+/// The longest password the window takes, in bytes (what is typed past it is ignored).
+const MAX_PASSWORD: usize = 1024;
+
 /// A light field on a dark window, with a dot per character typed.
-fn draw_password_field(window: &Window, events: &EventPump, typed: usize) {
-    let Ok(mut surface) = window.surface(events) else {
-        return;
-    };
-    let (width, height) = surface.size();
+fn draw_password_field(screen: &mut Screen<'_>, events: &EventPump, typed: usize) {
+    const DARK: Color = Color::RGB(0x20, 0x24, 0x2a);
+    let (width, height) = screen.window_pixels();
     let field = Rect::new(
         i32::try_from(width / 8).unwrap_or(0),
         i32::try_from(height / 2).unwrap_or(0) - 20,
         (width * 3 / 4).max(40),
         40,
     );
-    let mut drawn = surface.fill_rect(None, Color::RGB(0x20, 0x24, 0x2a)).is_ok();
-    drawn &= surface.fill_rect(field, Color::RGB(0xf0, 0xf0, 0xf0)).is_ok();
     let fits = usize::try_from(field.width().saturating_sub(24) / 16).unwrap_or(0);
-    for i in 0..typed.min(fits) {
+    let mut rects = vec![(field, Color::RGB(0xf0, 0xf0, 0xf0))];
+    rects.extend((0..typed.min(fits)).map(|i| {
         let x = field.x() + 12 + 16 * i32::try_from(i).unwrap_or(0);
-        drawn &= surface
-            .fill_rect(Rect::new(x, field.y() + 16, 8, 8), Color::RGB(0x20, 0x24, 0x2a))
-            .is_ok();
-    }
-    if !drawn || surface.update_window().is_err() {
-        log::debug!("Could not draw the password field");
+        (Rect::new(x, field.y() + 16, 8, 8), DARK)
+    }));
+    if let Err(e) = screen.paint(events, DARK, &rects) {
+        log::debug!("Could not draw the password field ({e})");
     }
 }
 

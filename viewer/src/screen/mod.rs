@@ -8,6 +8,8 @@ mod texture;
 mod view;
 
 use async_rdp::{Framebuffer, Rect};
+use sdl2::pixels::Color;
+use sdl2::rect::Rect as SdlRect;
 use sdl2::render::{TextureCreator, WindowCanvas};
 use sdl2::video::{Window, WindowContext};
 use sdl2::EventPump;
@@ -156,6 +158,43 @@ impl<'tc> Screen<'tc> {
         Ok(())
     }
 
+    /// Paints plain rectangles over the whole window, before any picture (the password
+    /// prompt's field): `background` everywhere, then each of `rects` in its colour, through
+    /// whatever draws the pictures (the window's surface or the renderer: a window cannot have
+    /// both). The next picture repaints the window whole.
+    pub fn paint(&mut self, events: &EventPump, background: Color, rects: &[(SdlRect, Color)]) -> Result<(), String> {
+        match &mut self.output {
+            Output::Surface(window, _) => {
+                let mut surface = window.surface(events)?;
+                surface.fill_rect(None, background)?;
+                for (rect, colour) in rects {
+                    surface.fill_rect(*rect, *colour)?;
+                }
+                surface.update_window()?;
+            }
+            Output::Texture(output) => {
+                let canvas = &mut output.canvas;
+                canvas.set_draw_color(background);
+                canvas.clear();
+                for (rect, colour) in rects {
+                    canvas.set_draw_color(*colour);
+                    canvas.fill_rect(*rect)?;
+                }
+                canvas.present();
+            }
+        }
+        self.redraw();
+        Ok(())
+    }
+
+    /// The window's size in pixels.
+    pub fn window_pixels(&self) -> (u32, u32) {
+        match &self.output {
+            Output::Surface(window, _) => window.size(),
+            Output::Texture(output) => output.canvas.output_size().unwrap_or((0, 0)),
+        }
+    }
+
     /// The remote position under the window position (`x`, `y`) of a mouse event.
     pub fn to_remote(&self, x: i32, y: i32) -> (u16, u16) {
         self.view().to_remote(x, y, (self.width, self.height))
@@ -184,10 +223,6 @@ impl<'tc> Screen<'tc> {
     }
 
     fn view(&self) -> View {
-        let window = match &self.output {
-            Output::Surface(window, _) => window.size(),
-            Output::Texture(output) => output.canvas.output_size().unwrap_or((0, 0)),
-        };
-        View::new(self.scale, (self.width, self.height), window, self.pan)
+        View::new(self.scale, (self.width, self.height), self.window_pixels(), self.pan)
     }
 }
