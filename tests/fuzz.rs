@@ -180,6 +180,21 @@ fn regression_graphics_rect_outside_framebuffer() {
     session_regression!("graphics-rect-outside-framebuffer");
 }
 
+/// A hinted read that skips a frame (fast-path, for the X.224 hint) and then meets a header
+/// past the frame bound: the skipped frame must be gone from the buffer when the error comes,
+/// as before the activation read learnt to remove skipped frames in one move (found by this
+/// target in CI, 2026-12-01).
+#[test]
+fn regression_skipped_frame_then_oversized_header() {
+    replay(
+        framing::check,
+        &[(
+            "skipped-frame-then-oversized-header",
+            &include_bytes!("../fuzz/regressions/framing/skipped-frame-then-oversized-header")[..],
+        )],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The engine's own checks.
 

@@ -365,11 +365,26 @@ impl<S: FramedRead> Framed<S> {
     /// Finds the first frame after the kept output that the hint expects. The frames before
     /// it are kept (fast-path output, when `keep_output`, within the bound) or dropped.
     fn poll_read_hinted(&mut self, cx: &mut Context<'_>, hint: &dyn PduHint, keep_output: bool) -> Poll<Result<Bytes>> {
-        // Dropped bytes right after the kept ones: removed in one move, before the next read
-        // or with the awaited frame, so that a flood of small frames costs linear time.
+        // Dropped bytes right after the kept ones: removed in one move, before the next read,
+        // with the awaited frame, or here when the scan stops on an error, so that a flood of
+        // small frames costs linear time and an error leaves only the bytes it is about.
         let mut dropped = 0;
+        let scanned = self.scan_hinted(cx, hint, keep_output, &mut dropped);
+        self.remove_after_kept(dropped);
+        scanned
+    }
+
+    /// The scan of [`poll_read_hinted`](Self::poll_read_hinted); `dropped` is what it skipped
+    /// and has not removed yet.
+    fn scan_hinted(
+        &mut self,
+        cx: &mut Context<'_>,
+        hint: &dyn PduHint,
+        keep_output: bool,
+        dropped: &mut usize,
+    ) -> Poll<Result<Bytes>> {
         loop {
-            let at = self.kept.len + dropped;
+            let at = self.kept.len + *dropped;
             let rest = &self.peek()[at..];
             let found = hint.find_size(rest).map_err(|e| {
                 Error::new(ErrorKind::InvalidFrame, "read frame by hint")
@@ -385,7 +400,7 @@ impl<S: FramedRead> Framed<S> {
                             self.max_frame_size
                         ))));
                 }
-                self.remove_after_kept(std::mem::take(&mut dropped));
+                self.remove_after_kept(std::mem::take(dropped));
                 ready!(self.poll_fill(cx, None, "read frame by hint"))?;
                 continue;
             };
@@ -397,21 +412,21 @@ impl<S: FramedRead> Framed<S> {
             }
             self.check_frame_len(len, "read frame by hint")?;
             if self.filled < at + len {
-                self.remove_after_kept(std::mem::take(&mut dropped));
+                self.remove_after_kept(std::mem::take(dropped));
                 ready!(self.poll_fill(cx, Some(self.kept.len + len), "read frame by hint"))?;
                 continue;
             }
             if matched {
-                return Poll::Ready(Ok(self.cut_awaited(dropped, len)));
+                return Poll::Ready(Ok(self.cut_awaited(std::mem::take(dropped), len)));
             }
             let output = keep_output && is_fast_path(rest, len);
             if output && !self.kept.dropping && self.kept.len + len <= MAX_HELD_OUTPUT {
-                self.remove_after_kept(std::mem::take(&mut dropped));
+                self.remove_after_kept(std::mem::take(dropped));
                 self.kept.len += len;
                 continue;
             }
             self.kept.dropping |= output;
-            dropped += len;
+            *dropped += len;
             log::debug!("Dropped a {len}-byte frame that {hint:?} does not expect");
         }
     }
